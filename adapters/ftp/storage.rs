@@ -1,0 +1,366 @@
+//! libunftp's `StorageBackend` over the core's virtual filesystem. One instance per control
+//! connection: it holds the connection slot (`max_connections`) and, after login, the session;
+//! when the connection ends it is dropped and the logout is recorded. libunftp hands paths over
+//! un-normalised (`cwd.join(arg)`): `VPath` resolves them inside the user's home.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::BytesMut;
+use futures::{StreamExt, TryStreamExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use unftp_core::storage::{
+    Error, ErrorKind, FEATURE_RESTART, Fileinfo, Metadata, Result, StorageBackend,
+};
+
+use super::auth::FtpUser;
+use super::reply::to_ftp;
+use crate::core::Core;
+use crate::limits::ConnGuard;
+use crate::session::Session;
+use crate::vfs::{self, Entry, VPath, WriteMode};
+
+/// Bytes gathered before each write to the backend.
+const CHUNK: usize = 256 * 1024;
+
+/// File metadata for libunftp.
+#[derive(Debug, Clone)]
+pub struct FtpMeta(Entry);
+
+impl Metadata for FtpMeta {
+    fn len(&self) -> u64 {
+        self.0.size
+    }
+
+    fn is_dir(&self) -> bool {
+        self.0.is_dir()
+    }
+
+    fn is_file(&self) -> bool {
+        !self.0.is_dir()
+    }
+
+    fn is_symlink(&self) -> bool {
+        false
+    }
+
+    fn modified(&self) -> Result<SystemTime> {
+        self.0
+            .modified
+            .ok_or_else(|| Error::from(ErrorKind::PermanentFileNotAvailable))
+    }
+
+    fn gid(&self) -> u32 {
+        0
+    }
+
+    fn uid(&self) -> u32 {
+        0
+    }
+
+    fn permissions(&self) -> unftp_core::storage::Permissions {
+        unftp_core::storage::Permissions(if self.0.is_dir() { 0o755 } else { 0o644 })
+    }
+}
+
+/// The storage of one control connection.
+pub struct FtpStorage {
+    core: Arc<Core>,
+    /// `None` when the connection was over `max_connections`: login is then refused.
+    slot: Option<ConnGuard>,
+    session: Option<Session>,
+}
+
+impl FtpStorage {
+    pub(super) fn new(core: Arc<Core>, slot: Option<ConnGuard>) -> Self {
+        Self {
+            core,
+            slot,
+            session: None,
+        }
+    }
+}
+
+impl fmt::Debug for FtpStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FtpStorage")
+    }
+}
+
+impl Drop for FtpStorage {
+    fn drop(&mut self) {
+        if let (Some(s), Ok(rt)) = (self.session.take(), tokio::runtime::Handle::try_current()) {
+            let core = self.core.clone();
+            rt.spawn(async move { core.logout(&s, None).await });
+        }
+    }
+}
+
+fn vpath(p: &Path) -> Result<VPath> {
+    let s = p
+        .to_str()
+        .ok_or_else(|| Error::from(ErrorKind::FileNameNotAllowedError))?;
+    VPath::parse(s).map_err(|e| to_ftp(vfs::Error::InvalidPath(e)))
+}
+
+fn io_err(e: vfs::backend::StorageError) -> io::Error {
+    io::Error::other(e.detail)
+}
+
+#[async_trait]
+impl StorageBackend<FtpUser> for FtpStorage {
+    type Metadata = FtpMeta;
+
+    fn enter(&mut self, user: &FtpUser) -> io::Result<()> {
+        if self.slot.is_none() {
+            return Err(io::Error::other("too many connections (max_connections)"));
+        }
+        self.session = Some(user.session.clone());
+        Ok(())
+    }
+
+    fn name(&self) -> &str {
+        "gatehouse"
+    }
+
+    fn supported_features(&self) -> u32 {
+        // REST: resumed downloads on every backend (ranged reads); resumed uploads where the
+        // backend can append (local disk), refused with 502 elsewhere.
+        FEATURE_RESTART
+    }
+
+    async fn metadata<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        user: &FtpUser,
+        path: P,
+    ) -> Result<FtpMeta> {
+        let p = vpath(path.as_ref())?;
+        self.core
+            .vfs
+            .stat(&user.session, &p)
+            .await
+            .map(FtpMeta)
+            .map_err(to_ftp)
+    }
+
+    async fn list<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        user: &FtpUser,
+        path: P,
+    ) -> Result<Vec<Fileinfo<PathBuf, FtpMeta>>> {
+        let p = vpath(path.as_ref())?;
+        let entries = self
+            .core
+            .vfs
+            .list(&user.session, &p)
+            .await
+            .map_err(to_ftp)?;
+        entries
+            .map(|e| {
+                e.map(|e| Fileinfo {
+                    path: PathBuf::from(&e.name),
+                    metadata: FtpMeta(e),
+                })
+            })
+            .try_collect()
+            .await
+            .map_err(|e| to_ftp(vfs::Error::from(e)))
+    }
+
+    async fn get<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        user: &FtpUser,
+        path: P,
+        start_pos: u64,
+    ) -> Result<Box<dyn AsyncRead + Send + Sync + Unpin>> {
+        let p = vpath(path.as_ref())?;
+        let dl = self
+            .core
+            .vfs
+            .open_read(&user.session, &p)
+            .await
+            .map_err(to_ftp)?;
+        let size = dl.entry().size;
+        if start_pos > size {
+            dl.discard();
+            return Err(Error::from(ErrorKind::PermanentFileNotAvailable));
+        }
+        let range = (start_pos > 0).then_some(start_pos..size);
+        let stream = dl.into_stream(range).await.map_err(to_ftp)?;
+        // libunftp wants a Sync reader; the backend stream is only Send.
+        let sync = sync_wrapper::SyncStream::new(stream.map_err(io_err));
+        Ok(Box::new(tokio_util::io::StreamReader::new(sync)))
+    }
+
+    async fn put<
+        P: AsRef<Path> + Send + fmt::Debug,
+        R: AsyncRead + Send + Sync + Unpin + 'static,
+    >(
+        &self,
+        user: &FtpUser,
+        mut input: R,
+        path: P,
+        start_pos: u64,
+    ) -> Result<u64> {
+        let p = vpath(path.as_ref())?;
+        let mode = if start_pos == 0 {
+            WriteMode::Replace
+        } else {
+            WriteMode::KeepExisting(Some(start_pos))
+        };
+        let mut upload = self
+            .core
+            .vfs
+            .create(&user.session, &p, mode)
+            .await
+            .map_err(to_ftp)?;
+        loop {
+            let mut buf = BytesMut::with_capacity(CHUNK);
+            let mut eof = false;
+            while buf.len() < CHUNK {
+                match input.read_buf(&mut buf).await {
+                    Ok(0) => {
+                        eof = true;
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                        // A TLS data channel closed without close_notify. FTP marks the end of
+                        // an upload by closing the connection, and common clients skip the
+                        // alert; accept it as vsftpd does by default, and say so in the record.
+                        upload.note("TLS data channel closed without close_notify");
+                        eof = true;
+                        break;
+                    }
+                    Err(e) => {
+                        let _ = upload
+                            .abort(&format!("interrupted: data connection failed ({e})"))
+                            .await;
+                        return Err(Error::new(ErrorKind::ConnectionClosed, e));
+                    }
+                }
+            }
+            if !buf.is_empty()
+                && let Err(e) = upload.write(buf.freeze()).await
+            {
+                let _ = upload.abort(&format!("write failed: {e}")).await;
+                return Err(to_ftp(e));
+            }
+            if eof {
+                break;
+            }
+        }
+        let received = upload.received();
+        upload.commit().await.map_err(to_ftp)?;
+        Ok(received)
+    }
+
+    async fn del<P: AsRef<Path> + Send + fmt::Debug>(&self, user: &FtpUser, path: P) -> Result<()> {
+        let p = vpath(path.as_ref())?;
+        self.core
+            .vfs
+            .delete(&user.session, &p)
+            .await
+            .map_err(to_ftp)
+    }
+
+    async fn mkd<P: AsRef<Path> + Send + fmt::Debug>(&self, user: &FtpUser, path: P) -> Result<()> {
+        let p = vpath(path.as_ref())?;
+        self.core.vfs.mkdir(&user.session, &p).await.map_err(to_ftp)
+    }
+
+    async fn rename<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        user: &FtpUser,
+        from: P,
+        to: P,
+    ) -> Result<()> {
+        let (f, t) = (vpath(from.as_ref())?, vpath(to.as_ref())?);
+        // RNTO replaces an existing file (as vsftpd and proftpd do) when `overwrite` allows it.
+        self.core
+            .vfs
+            .rename(&user.session, &f, &t, false)
+            .await
+            .map_err(to_ftp)
+    }
+
+    async fn rmd<P: AsRef<Path> + Send + fmt::Debug>(&self, user: &FtpUser, path: P) -> Result<()> {
+        let p = vpath(path.as_ref())?;
+        self.core.vfs.rmdir(&user.session, &p).await.map_err(to_ftp)
+    }
+
+    async fn cwd<P: AsRef<Path> + Send + fmt::Debug>(&self, user: &FtpUser, path: P) -> Result<()> {
+        let p = vpath(path.as_ref())?;
+        let e = self
+            .core
+            .vfs
+            .stat(&user.session, &p)
+            .await
+            .map_err(to_ftp)?;
+        if !e.is_dir() {
+            return Err(Error::from(ErrorKind::PermanentDirectoryNotAvailable));
+        }
+        Ok(())
+    }
+}
+
+/// `SITE SHA256 <path>` (also `SITE HASH <path>`): the file's SHA-256, from the digest stored at
+/// upload when there is one, else computed by reading the file. libunftp offers no way to add the
+/// top-level HASH/XSHA256 commands; SITE is its extension point. Paths are relative to the
+/// user's home (SITE handlers do not see the working directory).
+#[derive(Debug)]
+pub(super) struct Sha256Site;
+
+#[async_trait]
+impl libunftp::options::SiteCommandHandler<FtpStorage, FtpUser> for Sha256Site {
+    async fn handle(
+        &self,
+        ctx: &libunftp::options::SiteCommandContext<FtpStorage, FtpUser>,
+    ) -> libunftp::options::Reply {
+        use libunftp::options::{Reply, ReplyCode};
+        let (Some(user), core) = (ctx.user.as_ref().as_ref(), &ctx.storage.core) else {
+            return Reply::new(ReplyCode::NotLoggedIn, "Log in first");
+        };
+        let arg = ctx.arguments.trim();
+        if arg.is_empty() {
+            return Reply::new(ReplyCode::ParameterSyntaxError, "Usage: SITE SHA256 <path>");
+        }
+        let p = match VPath::parse(arg) {
+            Ok(p) => p,
+            Err(_) => return Reply::new(ReplyCode::BadFileName, "File name not allowed"),
+        };
+        let result = async {
+            let mut dl = core.vfs.open_read(&user.session, &p).await?;
+            if let Some(d) = dl.digest().await {
+                dl.discard();
+                return Ok(d);
+            }
+            let mut stream = dl.into_stream(None).await?;
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            while let Some(chunk) = stream.next().await {
+                h.update(&chunk.map_err(vfs::Error::from)?);
+            }
+            Ok::<[u8; 32], vfs::Error>(h.finalize().into())
+        }
+        .await;
+        match result {
+            Ok(d) => Reply::new_with_string(
+                ReplyCode::FileStatus,
+                format!("SHA-256 {} {}", hex::encode(d), p),
+            ),
+            Err(e) => {
+                let code = match e {
+                    vfs::Error::InvalidPath(_) => ReplyCode::BadFileName,
+                    vfs::Error::Backend(_) | vfs::Error::Audit(_) => ReplyCode::LocalError,
+                    _ => ReplyCode::FileError,
+                };
+                Reply::new_with_string(code, e.client_message())
+            }
+        }
+    }
+}

@@ -1,0 +1,543 @@
+//! `/v1/files/{path}`: the REST file API. The path is taken raw from the URI, percent-decoded
+//! exactly once and normalised by `VPath` inside the caller's home, so `..`, `%2e%2e` and
+//! `%2f` can never leave it, and a backslash, NUL or bad UTF-8 is a 400. Bodies stream both ways.
+//! - GET: file (Range, ETag, Last-Modified, conditional requests, `Repr-Digest`) or directory
+//!   listing (JSON array, streamed). HEAD: the same headers.
+//! - PUT: streamed, atomic upload; 201 + JSON when new, 204 when replaced (HTTP forbids a body
+//!   on 204, so the same facts go in `X-Gatehouse-*` headers and `Repr-Digest`).
+//!   `If-Match` guards a replace, `If-None-Match: *` makes it create-only.
+//! - DELETE: file or empty directory. POST `?op=mkdir`, `?op=rename&to=P[&overwrite=true]`.
+
+use std::ops::Range;
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use base64::Engine;
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+
+use super::auth::Authenticated;
+use super::ops::RouteLabel;
+use super::{ApiError, AppState};
+use crate::session::Session;
+use crate::vfs::{self, Entry, VPath, WriteMode};
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/files", any(files))
+        .route("/v1/files/", any(files))
+        .route("/v1/files/{*rest}", any(files))
+}
+
+/// The user-view path a request names, and whether it ends in `/` (a directory request).
+fn request_path(uri: &http::Uri) -> Result<(VPath, bool), ApiError> {
+    let raw = uri.path().strip_prefix("/v1/files").unwrap_or("");
+    let dir = raw.is_empty() || raw.ends_with('/');
+    let bytes: Vec<u8> = percent_encoding::percent_decode_str(raw).collect();
+    let text = String::from_utf8(bytes).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+            "path is not valid UTF-8",
+        )
+    })?;
+    let path = VPath::parse(&text).map_err(|e| ApiError::from(vfs::Error::InvalidPath(e)))?;
+    Ok((path, dir))
+}
+
+fn query_params(uri: &http::Uri) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}
+
+async fn files(
+    State(state): State<AppState>,
+    Authenticated(session): Authenticated,
+    req: Request,
+) -> Response {
+    let result = dispatch(&state, &session, req).await;
+    let mut resp = match result {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    resp.extensions_mut().insert(RouteLabel("files".into()));
+    resp
+}
+
+async fn dispatch(state: &AppState, s: &Session, req: Request) -> Result<Response, ApiError> {
+    let (path, dir) = request_path(req.uri())?;
+    let vfs = &state.core.vfs;
+    // Owned: a borrow of the request (whose body is not Sync) must not live across awaits.
+    let method = req.method().clone();
+    match method {
+        Method::GET | Method::HEAD => {
+            let head = method == Method::HEAD;
+            if dir {
+                return list(vfs, s, &path, head).await;
+            }
+            let headers = req.headers().clone();
+            get(vfs, s, &path, &headers, head).await
+        }
+        Method::PUT => {
+            if dir {
+                return Err(ApiError::bad_request(
+                    "PUT needs a file path, not a directory",
+                ));
+            }
+            put(vfs, s, &path, req).await
+        }
+        Method::DELETE => {
+            let entry = vfs.stat(s, &path).await?;
+            if entry.is_dir() {
+                vfs.rmdir(s, &path).await?;
+            } else {
+                vfs.delete(s, &path).await?;
+            }
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        Method::POST => {
+            let uri = req.uri().clone();
+            post(vfs, s, &path, &uri).await
+        }
+        _ => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "use GET, HEAD, PUT, DELETE or POST",
+        )
+        .with_header(
+            header::ALLOW,
+            HeaderValue::from_static("GET, HEAD, PUT, DELETE, POST"),
+        )),
+    }
+}
+
+fn etag_value(entry: &Entry) -> Option<String> {
+    entry
+        .etag
+        .as_deref()
+        .map(|t| format!("\"{}\"", t.trim_start_matches("W/").trim_matches('"')))
+}
+
+fn http_date(t: SystemTime) -> String {
+    httpdate::fmt_http_date(t)
+}
+
+/// Whether an `If-None-Match` / `If-Match` list names this ETag (weak comparison).
+fn etag_matches(list: &str, etag: Option<&str>) -> bool {
+    let Some(etag) = etag else { return false };
+    let bare = |t: &str| {
+        t.trim()
+            .trim_start_matches("W/")
+            .trim_matches('"')
+            .to_string()
+    };
+    let want = bare(etag);
+    list.split(',').any(|t| t.trim() == "*" || bare(t) == want)
+}
+
+/// Parses a single `bytes=` range against `size`. `Ok(None)`: serve the whole file.
+fn parse_range(value: &str, size: u64) -> Result<Option<Range<u64>>, ()> {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        // Multiple ranges: allowed to answer with the whole representation.
+        return Ok(None);
+    }
+    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (a, b) = (a.trim(), b.trim());
+    let range = if a.is_empty() {
+        let n: u64 = b.parse().map_err(|_| ())?;
+        if n == 0 {
+            return Err(());
+        }
+        size.saturating_sub(n)..size
+    } else {
+        let start: u64 = a.parse().map_err(|_| ())?;
+        let end = if b.is_empty() {
+            size
+        } else {
+            let last: u64 = b.parse().map_err(|_| ())?;
+            if last < start {
+                return Err(());
+            }
+            last.saturating_add(1).min(size)
+        };
+        start..end
+    };
+    if range.start >= size {
+        return Err(());
+    }
+    Ok(Some(range))
+}
+
+fn set(h: &mut HeaderMap, name: header::HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        h.insert(name, v);
+    }
+}
+
+fn content_type(path: &VPath) -> String {
+    mime_guess::from_path(path.as_str())
+        .first_raw()
+        .unwrap_or("application/octet-stream")
+        .to_string()
+}
+
+async fn get(
+    vfs: &vfs::Vfs,
+    s: &Session,
+    path: &VPath,
+    req_headers: &HeaderMap,
+    head: bool,
+) -> Result<Response, ApiError> {
+    let mut dl = match vfs.open_read(s, path).await {
+        Ok(dl) => dl,
+        Err(vfs::Error::WrongKind(_)) => return list(vfs, s, path, head).await,
+        Err(e) => return Err(e.into()),
+    };
+    let entry = dl.entry().clone();
+    let etag = etag_value(&entry);
+    let mut headers = HeaderMap::new();
+    set(&mut headers, header::CONTENT_TYPE, &content_type(path));
+    set(&mut headers, header::ACCEPT_RANGES, "bytes");
+    if let Some(e) = &etag {
+        set(&mut headers, header::ETAG, e);
+    }
+    if let Some(m) = entry.modified {
+        set(&mut headers, header::LAST_MODIFIED, &http_date(m));
+    }
+    if let Some(d) = dl.digest().await {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(d);
+        set(
+            &mut headers,
+            header::HeaderName::from_static("repr-digest"),
+            &format!("sha-256=:{b64}:"),
+        );
+    }
+    // Conditional GET: If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2).
+    let not_modified = match req_headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(list) => etag_matches(list, etag.as_deref()),
+        None => match (
+            req_headers
+                .get(header::IF_MODIFIED_SINCE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| httpdate::parse_http_date(v).ok()),
+            entry.modified,
+        ) {
+            (Some(since), Some(m)) => {
+                m.duration_since(SystemTime::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0)
+                    <= since
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0)
+            }
+            _ => false,
+        },
+    };
+    if not_modified || head {
+        dl.discard();
+        let status = if not_modified {
+            StatusCode::NOT_MODIFIED
+        } else {
+            StatusCode::OK
+        };
+        if !not_modified {
+            set(
+                &mut headers,
+                header::CONTENT_LENGTH,
+                &entry.size.to_string(),
+            );
+        }
+        return Ok((status, headers).into_response());
+    }
+    let size = entry.size;
+    let if_range_ok = req_headers
+        .get(header::IF_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| etag.as_deref() == Some(v.trim()));
+    let range = match req_headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        Some(r) if if_range_ok => match parse_range(r, size) {
+            Ok(r) => r,
+            Err(()) => {
+                dl.discard();
+                set(
+                    &mut headers,
+                    header::CONTENT_RANGE,
+                    &format!("bytes */{size}"),
+                );
+                let mut e = ApiError::new(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    "range_not_satisfiable",
+                    "range outside the file",
+                );
+                e.headers
+                    .extend(headers.into_iter().filter_map(|(k, v)| k.map(|k| (k, v))));
+                return Err(e);
+            }
+        },
+        _ => None,
+    };
+    let status = match &range {
+        Some(r) => {
+            set(
+                &mut headers,
+                header::CONTENT_RANGE,
+                &format!("bytes {}-{}/{size}", r.start, r.end.saturating_sub(1)),
+            );
+            set(
+                &mut headers,
+                header::CONTENT_LENGTH,
+                &(r.end - r.start).to_string(),
+            );
+            StatusCode::PARTIAL_CONTENT
+        }
+        None => {
+            set(&mut headers, header::CONTENT_LENGTH, &size.to_string());
+            StatusCode::OK
+        }
+    };
+    let stream = dl.into_stream(range).await?;
+    Ok((status, headers, Body::from_stream(stream)).into_response())
+}
+
+fn rfc3339(t: Option<SystemTime>) -> serde_json::Value {
+    t.and_then(|t| {
+        time::OffsetDateTime::from(t)
+            .format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    })
+    .map_or(serde_json::Value::Null, serde_json::Value::String)
+}
+
+async fn list(vfs: &vfs::Vfs, s: &Session, path: &VPath, head: bool) -> Result<Response, ApiError> {
+    let entries = vfs.list(s, path).await?;
+    let headers = [
+        (header::CONTENT_TYPE, "application/json"),
+        (header::CACHE_CONTROL, "no-store"),
+    ];
+    if head {
+        return Ok((StatusCode::OK, headers).into_response());
+    }
+    // Streamed as it is read, so a directory of a million objects needs no memory for it.
+    let items = entries.enumerate().map(|(i, e)| {
+        e.map(|e| {
+            let json = serde_json::json!({
+                "name": e.name,
+                "type": if e.is_dir() { "dir" } else { "file" },
+                "size": e.size,
+                "modified": rfc3339(e.modified),
+            });
+            let sep = if i == 0 { "" } else { "," };
+            Bytes::from(format!("{sep}{json}"))
+        })
+    });
+    let body = futures::stream::once(async { Ok(Bytes::from_static(b"[")) })
+        .chain(items)
+        .chain(futures::stream::once(async {
+            Ok(Bytes::from_static(b"]"))
+        }));
+    Ok((StatusCode::OK, headers, Body::from_stream(body)).into_response())
+}
+
+async fn put(
+    vfs: &vfs::Vfs,
+    s: &Session,
+    path: &VPath,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let headers = req.headers().clone();
+    let create_only = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() == "*");
+    if let Some(want) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
+        let current = match vfs.stat(s, path).await {
+            Ok(e) if !e.is_dir() => etag_value(&e),
+            Ok(_) | Err(vfs::Error::NotFound) => None,
+            Err(e) => return Err(e.into()),
+        };
+        if !etag_matches(want, current.as_deref()) {
+            return Err(ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                "the file changed (If-Match)",
+            ));
+        }
+    }
+    let mode = if create_only {
+        WriteMode::CreateNew
+    } else {
+        WriteMode::Replace
+    };
+    let mut upload = match vfs.create(s, path, mode).await {
+        Ok(u) => u,
+        Err(vfs::Error::AlreadyExists) if create_only => {
+            return Err(ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                "the file exists (If-None-Match: *)",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut body = req.into_body().into_data_stream();
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(data) => {
+                if let Err(e) = upload.write(data).await {
+                    let _ = upload.abort(&format!("write failed: {e}")).await;
+                    return Err(e.into());
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "request body ended early");
+                upload
+                    .abort("interrupted: request body ended early")
+                    .await?;
+                return Err(ApiError::bad_request(
+                    "request body ended early; nothing was stored",
+                ));
+            }
+        }
+    }
+    let c = upload.commit().await?;
+    let sha = hex::encode(c.sha256);
+    let digest = format!(
+        "sha-256=:{}:",
+        base64::engine::general_purpose::STANDARD.encode(c.sha256)
+    );
+    let mut h = HeaderMap::new();
+    set(
+        &mut h,
+        header::HeaderName::from_static("repr-digest"),
+        &digest,
+    );
+    set(
+        &mut h,
+        header::HeaderName::from_static("x-gatehouse-path"),
+        path.as_str(),
+    );
+    set(
+        &mut h,
+        header::HeaderName::from_static("x-gatehouse-size"),
+        &c.size.to_string(),
+    );
+    set(
+        &mut h,
+        header::HeaderName::from_static("x-gatehouse-sha256"),
+        &sha,
+    );
+    if c.replaced {
+        return Ok((StatusCode::NO_CONTENT, h).into_response());
+    }
+    let loc: String = format!("/v1/files{}", utf8_percent_encode_path(path.as_str()));
+    set(&mut h, header::LOCATION, &loc);
+    let body = serde_json::json!({"path": path.as_str(), "size": c.size, "sha256": sha});
+    Ok((StatusCode::CREATED, h, axum::Json(body)).into_response())
+}
+
+fn utf8_percent_encode_path(p: &str) -> String {
+    const SEG: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'/')
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(p, SEG).to_string()
+}
+
+async fn post(
+    vfs: &vfs::Vfs,
+    s: &Session,
+    path: &VPath,
+    uri: &http::Uri,
+) -> Result<Response, ApiError> {
+    let params = query_params(uri);
+    let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    match param("op") {
+        Some("mkdir") => {
+            vfs.mkdir(s, path).await?;
+            Ok((
+                StatusCode::CREATED,
+                axum::Json(serde_json::json!({"path": path.as_str()})),
+            )
+                .into_response())
+        }
+        Some("rename") => {
+            let to = param("to").ok_or_else(|| ApiError::bad_request("rename needs ?to=<path>"))?;
+            let to = VPath::parse(to).map_err(|e| ApiError::from(vfs::Error::InvalidPath(e)))?;
+            let overwrite = matches!(param("overwrite"), Some("true" | "1"));
+            vfs.rename(s, path, &to, !overwrite).await?;
+            Ok((
+                StatusCode::OK,
+                axum::Json(serde_json::json!({"path": path.as_str(), "to": to.as_str()})),
+            )
+                .into_response())
+        }
+        Some(other) => Err(ApiError::bad_request(format!(
+            "unknown op {other:?} (mkdir or rename)"
+        ))),
+        None => Err(ApiError::bad_request(
+            "POST needs ?op=mkdir or ?op=rename&to=<path>",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Ok(Some(0..10)));
+        assert_eq!(parse_range("bytes=90-", 100), Ok(Some(90..100)));
+        assert_eq!(parse_range("bytes=-10", 100), Ok(Some(90..100)));
+        assert_eq!(parse_range("bytes=-1000", 100), Ok(Some(0..100)));
+        assert_eq!(parse_range("bytes=95-200", 100), Ok(Some(95..100)));
+        assert_eq!(parse_range("bytes=100-", 100), Err(()));
+        assert_eq!(parse_range("bytes=5-1", 100), Err(()));
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), Ok(None));
+        assert_eq!(parse_range("items=0-1", 100), Ok(None));
+        assert_eq!(parse_range("bytes=x-1", 100), Err(()));
+    }
+
+    #[test]
+    fn paths_decode_once_and_stay_home() {
+        let p = |s: &str| {
+            request_path(&s.parse::<http::Uri>().unwrap()).map(|(p, d)| (p.to_string(), d))
+        };
+        assert_eq!(p("/v1/files/a/b.txt").unwrap(), ("/a/b.txt".into(), false));
+        assert_eq!(p("/v1/files/a/").unwrap(), ("/a".into(), true));
+        assert_eq!(p("/v1/files").unwrap(), ("/".into(), true));
+        assert_eq!(
+            p("/v1/files/%2e%2e/%2e%2e/etc/passwd").unwrap().0,
+            "/etc/passwd"
+        );
+        assert_eq!(p("/v1/files/a%2f..%2f..%2fx").unwrap().0, "/x");
+        assert_eq!(p("/v1/files/%252e%252e/x").unwrap().0, "/%2e%2e/x");
+        assert!(p("/v1/files/a%5c..%5cb").is_err());
+        assert!(p("/v1/files/a%00b").is_err());
+        assert!(p("/v1/files/%ff").is_err());
+    }
+
+    #[test]
+    fn etags() {
+        assert!(etag_matches("\"abc\"", Some("\"abc\"")));
+        assert!(etag_matches("W/\"abc\", \"x\"", Some("\"abc\"")));
+        assert!(etag_matches("*", Some("\"abc\"")));
+        assert!(!etag_matches("\"abd\"", Some("\"abc\"")));
+        assert!(!etag_matches("*", None));
+    }
+}

@@ -1,0 +1,260 @@
+//! The HTTP front door: hyper (HTTP/1.1 and HTTP/2, rustls when `[http.tls]` is set) serving one
+//! axum `Router`: `/v1/files`, `/v1/audit`, `/v1/openapi.json`, `/healthz`, `/readyz`,
+//! `/metrics`, and the proxy fallback for `[[routes]]`. Connections are counted against
+//! `max_connections`, tracked for graceful shutdown, and bounded by a header read timeout.
+
+mod audit_api;
+mod auth;
+mod error;
+mod files;
+mod ops;
+mod proxy;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use crate::core::Core;
+use crate::limits::ConnLimiter;
+pub use error::ApiError;
+
+/// Largest request head accepted (headers plus request line).
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Why the HTTP listener could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// Binding the socket failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The certificate or key could not be loaded.
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    /// The proxy could not be set up.
+    #[error("proxy setup: {0}")]
+    Proxy(String),
+}
+
+/// State every handler shares.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub core: Arc<Core>,
+    pub metrics: Option<PrometheusHandle>,
+    pub proxy: Arc<proxy::Proxy>,
+    /// Whether clients reach this listener over TLS (for `X-Forwarded-Proto`).
+    pub tls: bool,
+}
+
+/// Per-connection facts handlers can read from request extensions.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnInfo {
+    pub remote: SocketAddr,
+}
+
+/// A bound, not yet running, HTTP listener.
+pub struct HttpListener {
+    core: Arc<Core>,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    router: Router,
+    limiter: ConnLimiter,
+    header_timeout: Duration,
+}
+
+/// A bound listener that serves only `/metrics`, without authentication (`metrics_listen`).
+pub struct MetricsListener(HttpListener);
+
+fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> Result<TlsAcceptor, HttpError> {
+    let mut cfg = super::tls::server_config(cert, key).map_err(HttpError::Tls)?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(cfg)))
+}
+
+async fn bind_socket(addr: SocketAddr) -> Result<TcpListener, HttpError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| HttpError::Bind { addr, source })
+}
+
+/// Binds the main HTTP listener.
+pub async fn bind(
+    core: Arc<Core>,
+    addr: SocketAddr,
+    metrics: Option<PrometheusHandle>,
+) -> Result<HttpListener, HttpError> {
+    let http = core.config.config.http.clone();
+    let tls = match http.as_ref().and_then(|h| h.tls.as_ref()) {
+        Some(t) => Some(load_tls(&t.cert, &t.key)?),
+        None => None,
+    };
+    let state = AppState {
+        core: core.clone(),
+        metrics,
+        proxy: proxy::Proxy::start(&core).map_err(HttpError::Proxy)?,
+        tls: tls.is_some(),
+    };
+    let router = build_router(state);
+    Ok(HttpListener {
+        listener: bind_socket(addr).await?,
+        tls,
+        router,
+        limiter: ConnLimiter::new(core.config.config.limits.max_connections),
+        header_timeout: Duration::from_secs(http.map_or(30, |h| h.header_timeout_secs)),
+        core,
+    })
+}
+
+/// Binds the unauthenticated metrics listener.
+pub async fn bind_metrics(
+    core: Arc<Core>,
+    addr: SocketAddr,
+    metrics: Option<PrometheusHandle>,
+) -> Result<MetricsListener, HttpError> {
+    let router = ops::metrics_only_router(metrics);
+    Ok(MetricsListener(HttpListener {
+        listener: bind_socket(addr).await?,
+        tls: None,
+        router,
+        limiter: ConnLimiter::new(64),
+        header_timeout: Duration::from_secs(10),
+        core,
+    }))
+}
+
+fn build_router(state: AppState) -> Router {
+    use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+    let x_request_id = http::HeaderName::from_static("x-request-id");
+    Router::new()
+        .merge(ops::router())
+        .merge(files::router())
+        .merge(audit_api::router())
+        .fallback(proxy::handle)
+        .with_state(state)
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(
+                    x_request_id.clone(),
+                    MakeRequestUuid,
+                ))
+                .layer(PropagateRequestIdLayer::new(x_request_id))
+                .layer(axum::middleware::from_fn(ops::trace)),
+        )
+}
+
+impl HttpListener {
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Whether it serves HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Accepts until shutdown, then lets open connections finish within the grace period.
+    pub async fn run(self) {
+        let shutdown = self.core.shutdown.clone();
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_timeout)
+            .max_buf_size(MAX_HEADER_BYTES);
+        builder
+            .http2()
+            .max_header_list_size(MAX_HEADER_BYTES as u32);
+        let builder = Arc::new(builder);
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.token.cancelled() => break,
+                a = self.listener.accept() => a,
+            };
+            let (stream, remote) = match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "http accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Some(guard) = self.limiter.try_acquire() else {
+                tracing::warn!(%remote, "http connection refused: max_connections reached");
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let router = self.router.clone();
+            let tls = self.tls.clone();
+            let watcher = graceful.watcher();
+            let builder = builder.clone();
+            shutdown.tasks.spawn(async move {
+                let _guard = guard;
+                let svc = hyper::service::service_fn(
+                    move |mut req: http::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(ConnInfo { remote });
+                        req.extensions_mut().insert(ConnectInfo(remote));
+                        router.clone().oneshot(req.map(axum::body::Body::new))
+                    },
+                );
+                let result = match tls {
+                    Some(acceptor) => {
+                        let handshake =
+                            tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                                .await;
+                        match handshake {
+                            Ok(Ok(s)) => {
+                                let conn =
+                                    builder.serve_connection_with_upgrades(TokioIo::new(s), svc);
+                                watcher.watch(conn.into_owned()).await
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(%remote, error = %e, "tls handshake failed");
+                                return;
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                    None => {
+                        let conn =
+                            builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                        watcher.watch(conn.into_owned()).await
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::debug!(%remote, error = %e, "http connection ended with an error");
+                }
+            });
+        }
+        // Stop accepting; tell keep-alive connections to close after their current request.
+        let grace = shutdown.grace;
+        let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
+    }
+}
+
+impl MetricsListener {
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+
+    /// Serves until shutdown.
+    pub async fn run(self) {
+        self.0.run().await
+    }
+}

@@ -1,0 +1,120 @@
+//! Operations endpoints: `/healthz` (process up), `/readyz` (every backend answers),
+//! `/metrics` (Prometheus text; operators, or anyone on `metrics_listen`), and the request
+//! middleware that logs each request and feeds the latency histogram.
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::{StatusCode, header};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use super::auth::Operator;
+use super::{ApiError, AppState};
+use crate::telemetry;
+
+/// The route label a handler sets on its response for metrics (`files`, `audit`, a proxy
+/// route's name, ...).
+#[derive(Debug, Clone)]
+pub(crate) struct RouteLabel(pub String);
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+}
+
+/// The router of a `metrics_listen` listener.
+pub(crate) fn metrics_only_router(handle: Option<PrometheusHandle>) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let handle = handle.clone();
+            async move { render(handle.as_ref()) }
+        }),
+    )
+}
+
+async fn healthz() -> impl IntoResponse {
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(serde_json::json!({"status": "ok"})),
+    )
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let bad = state.core.vfs.unready_backends().await;
+    let (status, body) = if bad.is_empty() && !state.core.shutdown.is_triggered() {
+        (StatusCode::OK, serde_json::json!({"status": "ready"}))
+    } else if state.core.shutdown.is_triggered() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"status": "shutting_down"}),
+        )
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"status": "unready", "backends": bad}),
+        )
+    };
+    (
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(body),
+    )
+        .into_response()
+}
+
+async fn metrics(State(state): State<AppState>, _op: Operator) -> Response {
+    render(state.metrics.as_ref())
+}
+
+fn render(handle: Option<&PrometheusHandle>) -> Response {
+    match handle {
+        Some(h) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            h.render(),
+        )
+            .into_response(),
+        None => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "metrics recorder not installed",
+        )
+        .into_response(),
+    }
+}
+
+/// Logs the request and records its latency under the handler's route label.
+pub(crate) async fn trace(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    // The path only: query strings may carry tokens.
+    let path = req.uri().path().to_string();
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let route = resp
+        .extensions()
+        .get::<RouteLabel>()
+        .map_or("other", |r| r.0.as_str())
+        .to_string();
+    let elapsed = start.elapsed();
+    metrics::histogram!(telemetry::HTTP_SECONDS, "route" => route.clone(), "status" => status.as_u16().to_string())
+        .record(elapsed.as_secs_f64());
+    if status.is_server_error() {
+        tracing::warn!(%method, %path, status = status.as_u16(), %route, %request_id, ms = elapsed.as_millis() as u64, "http request");
+    } else {
+        tracing::debug!(%method, %path, status = status.as_u16(), %route, %request_id, ms = elapsed.as_millis() as u64, "http request");
+    }
+    resp
+}

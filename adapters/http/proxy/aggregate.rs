@@ -1,0 +1,85 @@
+//! `[[aggregates]]`: one GET fans out to every part in parallel and answers one JSON object
+//! keyed by part. A part that fails, times out, answers non-2xx or not JSON is `null`, and its
+//! key is listed in `X-Gatehouse-Partial`.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode};
+use http_body_util::BodyExt;
+
+use super::forward::{Client, X_GATEHOUSE_USER};
+use crate::route::Aggregate;
+
+/// Largest part body read.
+const MAX_PART_BYTES: usize = 8 * 1024 * 1024;
+
+async fn fetch(
+    client: &Client,
+    url: &str,
+    headers: &HeaderMap,
+    timeout: Duration,
+) -> Option<serde_json::Value> {
+    let mut req = Request::get(url).body(Body::empty()).ok()?;
+    *req.headers_mut() = headers.clone();
+    let resp = tokio::time::timeout(timeout, async {
+        let resp = client.request(req).await.ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        let body = http_body_util::Limited::new(resp.into_body(), MAX_PART_BYTES)
+            .collect()
+            .await
+            .ok()?
+            .to_bytes();
+        Some(body)
+    })
+    .await
+    .ok()??;
+    serde_json::from_slice(&resp).ok()
+}
+
+/// Answers an aggregate; returns the response and the names of failed parts.
+pub(crate) async fn run(
+    client: &Client,
+    agg: &Aggregate,
+    request_id: Option<&HeaderValue>,
+    user: Option<&str>,
+    forwarded_for: &str,
+) -> (Response, Vec<String>) {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        http::header::ACCEPT,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(id) = request_id {
+        headers.insert(HeaderName::from_static("x-request-id"), id.clone());
+    }
+    if let Some(u) = user.and_then(|u| HeaderValue::from_str(u).ok()) {
+        headers.insert(HeaderName::from_static(X_GATEHOUSE_USER), u);
+    }
+    if let Ok(v) = HeaderValue::from_str(forwarded_for) {
+        headers.insert(HeaderName::from_static("x-forwarded-for"), v);
+    }
+    let parts = futures::future::join_all(agg.parts.iter().map(|(key, url)| async {
+        (key.clone(), fetch(client, url, &headers, agg.timeout).await)
+    }))
+    .await;
+    let mut out = serde_json::Map::new();
+    let mut failed = Vec::new();
+    for (key, value) in parts {
+        if value.is_none() {
+            failed.push(key.clone());
+        }
+        out.insert(key, value.unwrap_or(serde_json::Value::Null));
+    }
+    let mut resp = (StatusCode::OK, axum::Json(serde_json::Value::Object(out))).into_response();
+    if !failed.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&failed.join(", "))
+    {
+        resp.headers_mut()
+            .insert(HeaderName::from_static("x-gatehouse-partial"), v);
+    }
+    (resp, failed)
+}

@@ -1,0 +1,294 @@
+//! Talking to upstreams: the pooled hyper client, the request as the upstream sees it
+//! (hop-by-hop headers dropped, credentials the gateway consumed removed, `X-Forwarded-*`,
+//! `X-Request-Id` and `X-Gatehouse-User` set, the route's header transforms applied), and
+//! WebSocket upgrades spliced through once the upstream answers 101.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::Body;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use crate::route::{Route, Upstream};
+
+/// The upstream client: pooled keep-alive connections, HTTP/1.1, and HTTP/2 over TLS.
+pub(crate) type Client =
+    hyper_util::client::legacy::Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
+
+/// Headers that describe one hop, never forwarded (RFC 9110 7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+pub(crate) const X_GATEHOUSE_USER: &str = "x-gatehouse-user";
+
+/// Builds the shared client.
+pub(crate) fn client() -> Result<Client, String> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_secs(5)));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()
+        .map_err(|e| format!("system CA certificates: {e}"))?
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Ok(
+        hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(512)
+            .build(https),
+    )
+}
+
+/// Whether the request asks to switch to WebSocket.
+pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
+    let conn_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        });
+    conn_upgrade && headers.contains_key(header::UPGRADE)
+}
+
+/// Removes hop-by-hop headers, including any the `Connection` header names.
+pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        h.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        h.remove(n);
+    }
+}
+
+/// What the forwarded request needs to know about the caller.
+pub(crate) struct Caller<'a> {
+    pub remote: SocketAddr,
+    pub tls: bool,
+    /// The authenticated user (absent on `auth = ["none"]` routes).
+    pub user: Option<&'a str>,
+    /// Whether the gateway consumed the credentials (then they are not passed on).
+    pub consumed_credentials: bool,
+}
+
+/// Rewrites `headers` in place for the upstream.
+pub(crate) fn upstream_headers(
+    h: &mut HeaderMap,
+    route: &Route,
+    caller: &Caller<'_>,
+    upgrade: bool,
+) {
+    let upgrade_value = upgrade.then(|| h.get(header::UPGRADE).cloned()).flatten();
+    strip_hop_by_hop(h);
+    if let Some(v) = upgrade_value {
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        h.insert(header::UPGRADE, v);
+    }
+    // The upstream gets its own Host from the URI; the caller's goes in X-Forwarded-Host.
+    if let Some(host) = h.remove(header::HOST)
+        && !h.contains_key("x-forwarded-host")
+    {
+        h.insert(HeaderName::from_static("x-forwarded-host"), host);
+    }
+    // Only the gateway says who the caller is.
+    h.remove(X_GATEHOUSE_USER);
+    if caller.consumed_credentials {
+        h.remove(header::AUTHORIZATION);
+        h.remove("x-api-key");
+    }
+    if let Some(u) = caller.user
+        && let Ok(v) = HeaderValue::from_str(u)
+    {
+        h.insert(HeaderName::from_static(X_GATEHOUSE_USER), v);
+    }
+    let ip = caller.remote.ip().to_string();
+    let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {ip}"),
+        None => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        h.insert(HeaderName::from_static("x-forwarded-for"), v);
+    }
+    h.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static(if caller.tls { "https" } else { "http" }),
+    );
+    for name in &route.remove_request_headers {
+        h.remove(name.as_str());
+    }
+    for (k, v) in &route.add_request_headers {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            h.insert(k, v);
+        }
+    }
+}
+
+/// The upstream URI for a request path and query.
+pub(crate) fn upstream_uri(
+    route: &Route,
+    up: &Upstream,
+    path: &str,
+    query: Option<&str>,
+) -> Result<Uri, http::Error> {
+    let mut s = format!(
+        "{}://{}{}",
+        up.scheme,
+        up.authority,
+        route.upstream_path(up, path)
+    );
+    if let Some(q) = query {
+        s.push('?');
+        s.push_str(q);
+    }
+    Ok(s.parse::<Uri>()?)
+}
+
+/// Builds one attempt's request; `body` is the caller's body (or empty for a retry).
+pub(crate) fn build(
+    method: &http::Method,
+    uri: Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Request<Body>, http::Error> {
+    let mut req = Request::builder()
+        .method(method.clone())
+        .uri(uri)
+        .body(body)?;
+    *req.headers_mut() = headers.clone();
+    Ok(req)
+}
+
+/// Splices the two upgraded connections together until either side closes.
+pub(crate) fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    tokio::spawn(async move {
+        let (Ok(c), Ok(u)) = (client.await, upstream.await) else {
+            return;
+        };
+        let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
+        if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
+            tracing::debug!(error = %e, "websocket splice ended");
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_named_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert!(
+            h.get("x-secret").is_none()
+                && h.get("keep-alive").is_none()
+                && h.get("connection").is_none()
+        );
+        assert!(h.get("x-kept").is_some());
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request body that reports when the upstream has received all of it, so the route's
+    /// timeout measures the upstream's answer, not the client's upload.
+    pub(crate) struct SignalEnd {
+        #[pin]
+        inner: Body,
+        done: Option<tokio::sync::oneshot::Sender<()>>,
+    }
+}
+
+impl SignalEnd {
+    /// Wraps `inner`; the receiver resolves once it has been sent entirely.
+    pub(crate) fn wrap(inner: Body) -> (Body, tokio::sync::oneshot::Receiver<()>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let done = if http_body::Body::is_end_stream(&inner) {
+            let _ = tx.send(());
+            None
+        } else {
+            Some(tx)
+        };
+        (Body::new(SignalEnd { inner, done }), rx)
+    }
+}
+
+impl http_body::Body for SignalEnd {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
+        let mut this = self.project();
+        let r = this.inner.as_mut().poll_frame(cx);
+        let ended = matches!(r, std::task::Poll::Ready(None))
+            || (matches!(r, std::task::Poll::Ready(Some(Ok(_)))) && this.inner.is_end_stream());
+        if ended && let Some(tx) = this.done.take() {
+            let _ = tx.send(());
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Sends a request; fails with `None` when the upstream has not started answering within
+/// `timeout` after receiving the whole request.
+pub(crate) async fn send(
+    client: &Client,
+    req: Request<Body>,
+    timeout: Duration,
+) -> Option<Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error>> {
+    let (parts, body) = req.into_parts();
+    let (body, sent) = SignalEnd::wrap(body);
+    let fut = client.request(Request::from_parts(parts, body));
+    tokio::pin!(fut);
+    let deadline = async {
+        // A body that never completes (client stalled) is bounded by the client side.
+        let _ = sent.await;
+        tokio::time::sleep(timeout).await;
+    };
+    tokio::select! {
+        r = &mut fut => Some(r),
+        _ = deadline => None,
+    }
+}

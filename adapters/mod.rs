@@ -1,0 +1,8 @@
+//! The outside edges: protocol front doors and storage backends. Each translates between a wire
+//! (or a storage API) and the core; none decides policy.
+
+pub mod ftp;
+pub mod http;
+pub mod sftp;
+pub mod storage;
+pub mod tls;

@@ -1,0 +1,245 @@
+//! The SFTP front door on russh: host keys, the SSH algorithms OpenSSH clients negotiate, the
+//! accept loop (connection cap, bans before any crypto, graceful shutdown). Authentication is
+//! `conn.rs`, the SFTP protocol `session.rs`, error mapping `status.rs`.
+
+mod conn;
+mod session;
+mod status;
+
+use std::borrow::Cow;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::RngCore;
+use russh::keys::ssh_key::LineEnding;
+use russh::keys::ssh_key::private::{Ed25519Keypair, KeypairData};
+use russh::keys::{Algorithm, EcdsaCurve, HashAlg, PrivateKey};
+use russh::{MethodKind, MethodSet, Preferred, cipher, kex, mac};
+use tokio::net::TcpListener;
+
+use crate::core::Core;
+use crate::limits::ConnLimiter;
+use crate::telemetry;
+
+/// Why the SFTP listener could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SftpError {
+    /// Binding failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// A host key could not be read or created.
+    #[error("host key {path}: {msg}")]
+    HostKey {
+        /// File.
+        path: String,
+        /// What went wrong.
+        msg: String,
+    },
+}
+
+/// Ciphers offered: what OpenSSH offers, including AES-GCM (AES-NI makes it the fastest).
+const CIPHERS: &[cipher::Name] = &[
+    cipher::CHACHA20_POLY1305,
+    cipher::AES_128_GCM,
+    cipher::AES_256_GCM,
+    cipher::AES_128_CTR,
+    cipher::AES_192_CTR,
+    cipher::AES_256_CTR,
+];
+
+/// Key exchanges: russh's safe defaults plus NIST ECDH for older clients (WinSCP, Java).
+const KEX: &[kex::Name] = &[
+    kex::MLKEM768X25519_SHA256,
+    kex::CURVE25519,
+    kex::CURVE25519_PRE_RFC_8731,
+    kex::ECDH_SHA2_NISTP256,
+    kex::ECDH_SHA2_NISTP384,
+    kex::ECDH_SHA2_NISTP521,
+    kex::DH_GEX_SHA256,
+    kex::DH_G16_SHA512,
+    kex::DH_G14_SHA256,
+    kex::EXTENSION_SUPPORT_AS_SERVER,
+    kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER,
+];
+
+const MACS: &[mac::Name] = &[
+    mac::HMAC_SHA256_ETM,
+    mac::HMAC_SHA512_ETM,
+    mac::HMAC_SHA256,
+    mac::HMAC_SHA512,
+];
+
+const HOST_KEY_ALGS: &[Algorithm] = &[
+    Algorithm::Ed25519,
+    Algorithm::Ecdsa {
+        curve: EcdsaCurve::NistP256,
+    },
+    Algorithm::Ecdsa {
+        curve: EcdsaCurve::NistP384,
+    },
+    Algorithm::Ecdsa {
+        curve: EcdsaCurve::NistP521,
+    },
+    Algorithm::Rsa {
+        hash: Some(HashAlg::Sha512),
+    },
+    Algorithm::Rsa {
+        hash: Some(HashAlg::Sha256),
+    },
+];
+
+/// Loads an OpenSSH private key, or creates an ed25519 key (mode 0600) where none exists.
+fn host_key(path: &Path) -> Result<PrivateKey, SftpError> {
+    let err = |msg: String| SftpError::HostKey {
+        path: path.display().to_string(),
+        msg,
+    };
+    if path.exists() {
+        return russh::keys::load_secret_key(path, None).map_err(|e| err(e.to_string()));
+    }
+    let mut seed = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut seed);
+    let key = PrivateKey::new(
+        KeypairData::Ed25519(Ed25519Keypair::from_seed(&seed)),
+        "gatehouse host key",
+    )
+    .map_err(|e| err(e.to_string()))?;
+    let pem = key
+        .to_openssh(LineEnding::LF)
+        .map_err(|e| err(e.to_string()))?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    }
+    let mut f = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| err(e.to_string()))?
+    };
+    f.write_all(pem.as_bytes())
+        .map_err(|e| err(e.to_string()))?;
+    tracing::info!(path = %path.display(), "created an ed25519 SSH host key");
+    Ok(key)
+}
+
+/// A bound SFTP listener.
+pub struct SftpListener {
+    core: Arc<Core>,
+    listener: TcpListener,
+    config: Arc<russh::server::Config>,
+    limiter: ConnLimiter,
+}
+
+/// Loads host keys and binds.
+pub async fn bind(core: Arc<Core>, addr: SocketAddr) -> Result<SftpListener, SftpError> {
+    let sftp = core.config.config.sftp.clone();
+    let mut paths = sftp
+        .as_ref()
+        .map(|s| s.host_keys.clone())
+        .unwrap_or_default();
+    if paths.is_empty() {
+        paths.push(
+            core.config
+                .config
+                .gateway
+                .state_dir
+                .join("ssh_host_ed25519_key"),
+        );
+    }
+    let keys = paths
+        .iter()
+        .map(|p| host_key(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let limits = &core.config.config.limits;
+    let config = russh::server::Config {
+        server_id: russh::SshId::Standard(Cow::Borrowed(concat!(
+            "SSH-2.0-gatehouse_",
+            env!("CARGO_PKG_VERSION")
+        ))),
+        methods: MethodSet::from(&[MethodKind::Password, MethodKind::PublicKey][..]),
+        // Refusals take a constant second, except the "none" probe every client starts with.
+        auth_rejection_time: Duration::from_secs(1),
+        auth_rejection_time_initial: Some(Duration::ZERO),
+        keys,
+        max_auth_attempts: sftp.as_ref().map_or(6, |s| s.max_auth_attempts),
+        inactivity_timeout: Some(Duration::from_secs(limits.idle_timeout_secs.max(1))),
+        keepalive_interval: None,
+        window_size: 8 * 1024 * 1024,
+        maximum_packet_size: 32 * 1024,
+        nodelay: true,
+        // Headroom for pipelined requests; the session's reader task drains it continuously.
+        channel_buffer_size: 1024,
+        preferred: Preferred {
+            kex: Cow::Borrowed(KEX),
+            key: Cow::Borrowed(HOST_KEY_ALGS),
+            cipher: Cow::Borrowed(CIPHERS),
+            mac: Cow::Borrowed(MACS),
+            ..Preferred::DEFAULT
+        },
+        ..Default::default()
+    };
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| SftpError::Bind { addr, source })?;
+    Ok(SftpListener {
+        limiter: ConnLimiter::new(limits.max_connections),
+        core,
+        listener,
+        config: Arc::new(config),
+    })
+}
+
+impl SftpListener {
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Accepts until shutdown; each connection runs as a tracked task.
+    pub async fn run(self) {
+        let shutdown = self.core.shutdown.clone();
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.token.cancelled() => break,
+                a = self.listener.accept() => a,
+            };
+            let (stream, remote) = match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "sftp accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            // Banned addresses are dropped before any key exchange work.
+            if self.core.identity.banned(remote.ip()) {
+                tracing::debug!(%remote, "sftp connection from a banned address dropped");
+                continue;
+            }
+            let Some(guard) = self.limiter.try_acquire() else {
+                tracing::warn!(%remote, "sftp connection refused: max_connections reached");
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let core = self.core.clone();
+            let config = self.config.clone();
+            shutdown.tasks.spawn(async move {
+                let _guard = guard;
+                metrics::gauge!(telemetry::CONNECTIONS, "protocol" => "sftp").increment(1.0);
+                conn::serve(core, config, stream, remote).await;
+                metrics::gauge!(telemetry::CONNECTIONS, "protocol" => "sftp").decrement(1.0);
+            });
+        }
+    }
+}

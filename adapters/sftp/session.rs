@@ -1,0 +1,658 @@
+//! The SFTP v3 protocol over one channel: russh-sftp's packet types, our own request loop, and
+//! each request mapped onto the core's virtual filesystem.
+//!
+//! Why our own loop instead of `russh_sftp::server::run`: that loop retries forever on a non-EOF
+//! stream error and flushes after every reply; ours stops on any stream error, writes replies
+//! into a buffer that is flushed only when no further request is already waiting (so pipelined
+//! reads from OpenSSH leave in large writes), and, when the stream ends, aborts uploads still open
+//! (nothing at the final path, an `upload error "interrupted"` record) before it returns.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use russh::ChannelStream;
+use russh::server::Msg;
+use russh_sftp::protocol::{
+    Attrs, Data, ExtendedReply, File, FileAttributes, Handle, Name, OpenFlags, Packet, Status,
+    StatusCode, Version,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+
+use super::conn::Live;
+use super::status::{Reply, bad, status_of};
+use crate::audit::Outcome;
+use crate::core::Core;
+use crate::session::Session;
+use crate::vfs::{self, Download, Entry, EntryStream, Upload, VPath, WriteMode};
+
+/// Largest request accepted (OpenSSH sends at most 256 KiB).
+const MAX_PACKET: u32 = 256 * 1024 + 1024;
+/// Largest read answered at once.
+const MAX_READ: u32 = 255 * 1024;
+/// Directory entries per READDIR reply.
+const READDIR_BATCH: usize = 128;
+/// Handles one session may hold open.
+const MAX_HANDLES: usize = 256;
+
+enum Open {
+    Read(Download),
+    Write {
+        upload: Upload,
+        /// APPEND: every write goes to the end, whatever offset the client names.
+        append: bool,
+        /// A modification time set on the handle, applied after commit.
+        mtime: Option<SystemTime>,
+        /// Set when a write failed: the file is then never committed.
+        failed: Option<String>,
+    },
+    Dir {
+        entries: Option<EntryStream>,
+    },
+}
+
+struct SftpSession {
+    core: Arc<Core>,
+    session: Session,
+    handles: HashMap<String, Open>,
+    next_handle: u64,
+    live: Arc<Live>,
+}
+
+/// Request bytes that may wait unprocessed before the connection is judged abusive.
+const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
+
+/// Serves SFTP on `stream` until the client closes it or the connection drops.
+pub(super) async fn run(
+    core: Arc<Core>,
+    session: Session,
+    stream: ChannelStream<Msg>,
+    live: Arc<Live>,
+) {
+    let (r, w) = tokio::io::split(stream);
+    let mut writer = BufWriter::with_capacity(512 * 1024, w);
+    let mut s = SftpSession {
+        core,
+        session,
+        handles: HashMap::new(),
+        next_handle: 1,
+        live,
+    };
+    // russh stops its whole connection loop while a channel's inbound queue is full, so the
+    // channel must always be drained: a reader task moves requests into our own queue, capped
+    // in bytes; a client that outruns the cap is disconnected rather than deadlocked.
+    let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+    let reader = tokio::spawn(read_requests(r, tx, queued.clone(), s.session.id.clone()));
+    while let Some(mut bytes) = rx.recv().await {
+        queued.fetch_sub(bytes.len(), std::sync::atomic::Ordering::AcqRel);
+        let reply = match Packet::try_from(&mut bytes) {
+            Ok(p) => s.handle(p).await,
+            Err(_) => Packet::error(0, StatusCode::BadMessage),
+        };
+        let Ok(out) = Bytes::try_from(reply) else {
+            break;
+        };
+        if writer.write_all(&out).await.is_err() {
+            break;
+        }
+        // Replies to pipelined requests leave together; flush once nothing more is waiting.
+        if rx.is_empty() && writer.flush().await.is_err() {
+            break;
+        }
+    }
+    reader.abort();
+    let _ = writer.shutdown().await;
+    s.close_all().await;
+}
+
+async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
+    r: R,
+    tx: tokio::sync::mpsc::UnboundedSender<Bytes>,
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+    session: String,
+) {
+    let mut reader = BufReader::with_capacity(256 * 1024, r);
+    while let Ok(len) = reader.read_u32().await {
+        if len == 0 || len > MAX_PACKET {
+            tracing::debug!(%session, len, "sftp packet length out of range; closing");
+            break;
+        }
+        let mut buf = vec![0u8; len as usize];
+        if reader.read_exact(&mut buf).await.is_err() {
+            break;
+        }
+        let total = queued.fetch_add(buf.len(), std::sync::atomic::Ordering::AcqRel) + buf.len();
+        if total > MAX_QUEUED_BYTES {
+            tracing::warn!(%session, "sftp client sent more than {MAX_QUEUED_BYTES} bytes of requests ahead of the server; closing");
+            break;
+        }
+        if tx.send(Bytes::from(buf)).is_err() {
+            break;
+        }
+    }
+}
+
+fn status(id: u32, code: StatusCode, msg: &str) -> Packet {
+    Packet::Status(Status {
+        id,
+        status_code: code,
+        error_message: msg.to_string(),
+        language_tag: "en-US".to_string(),
+    })
+}
+
+fn ok(id: u32) -> Packet {
+    status(id, StatusCode::Ok, "Success")
+}
+
+fn from_reply(id: u32, r: Reply) -> Packet {
+    status(id, r.code, &r.message)
+}
+
+fn secs(t: Option<SystemTime>) -> Option<u32> {
+    t.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+}
+
+fn attrs_of(e: &Entry) -> FileAttributes {
+    let mut a = FileAttributes::empty();
+    a.size = Some(e.size);
+    a.uid = Some(0);
+    a.gid = Some(0);
+    a.permissions = Some(if e.is_dir() { 0o040_755 } else { 0o100_644 });
+    a.mtime = secs(e.modified);
+    a.atime = a.mtime;
+    a
+}
+
+/// A `File` entry with the `ls -l` style long name OpenSSH's `ls -l` shows.
+fn file_of(e: &Entry) -> File {
+    let attrs = attrs_of(e);
+    let when = e
+        .modified
+        .map(time::OffsetDateTime::from)
+        .and_then(|t| {
+            t.format(time::macros::format_description!(
+                "[month repr:short] [day padding:space] [hour]:[minute]"
+            ))
+            .ok()
+        })
+        .unwrap_or_else(|| "Jan  1 00:00".into());
+    let longname = format!(
+        "{} 1 owner group {:>12} {when} {}",
+        if e.is_dir() {
+            "drwxr-xr-x"
+        } else {
+            "-rw-r--r--"
+        },
+        e.size,
+        e.name
+    );
+    File {
+        filename: e.name.clone(),
+        longname,
+        attrs,
+    }
+}
+
+/// SSH string from an extended request's data.
+fn ssh_string(data: &[u8], at: &mut usize) -> Option<String> {
+    let len = u32::from_be_bytes(data.get(*at..*at + 4)?.try_into().ok()?) as usize;
+    let s = data.get(*at + 4..*at + 4 + len)?;
+    *at += 4 + len;
+    String::from_utf8(s.to_vec()).ok()
+}
+
+impl SftpSession {
+    /// A client path as a user-view path (SFTP paths are relative to the user's "/").
+    fn path(&self, p: &str) -> Result<VPath, Reply> {
+        let p = p
+            .strip_prefix("~")
+            .map_or(p, |rest| if rest.is_empty() { "/" } else { rest });
+        VPath::parse(p).map_err(|e| status_of(&vfs::Error::InvalidPath(e)))
+    }
+
+    fn add_handle(&mut self, h: Open) -> Result<String, Reply> {
+        if self.handles.len() >= MAX_HANDLES {
+            return Err(bad(StatusCode::Failure, "too many open handles"));
+        }
+        let name = format!("h{}", self.next_handle);
+        self.next_handle += 1;
+        if !matches!(h, Open::Dir { .. }) {
+            self.live.opened();
+        }
+        self.handles.insert(name.clone(), h);
+        Ok(name)
+    }
+
+    async fn handle(&mut self, p: Packet) -> Packet {
+        let id = p.get_request_id();
+        let r = match p {
+            Packet::Init(_) => return Packet::Version(self.version()),
+            Packet::Open(o) => self.open(o.id, &o.filename, o.pflags, &o.attrs).await,
+            Packet::Close(c) => self.close(c.id, &c.handle).await,
+            Packet::Read(r) => self.read(r.id, &r.handle, r.offset, r.len).await,
+            Packet::Write(w) => self.write(w.id, &w.handle, w.offset, w.data).await,
+            Packet::Lstat(l) => self.stat(l.id, &l.path).await,
+            Packet::Stat(st) => self.stat(st.id, &st.path).await,
+            Packet::Fstat(f) => self.fstat(f.id, &f.handle),
+            Packet::SetStat(st) => self.setstat(st.id, &st.path, &st.attrs).await,
+            Packet::FSetStat(st) => self.fsetstat(st.id, &st.handle, &st.attrs),
+            Packet::OpenDir(o) => self.opendir(o.id, &o.path).await,
+            Packet::ReadDir(r) => self.readdir(r.id, &r.handle).await,
+            Packet::Remove(r) => self.simple(r.id, &r.filename, Op::Remove).await,
+            Packet::MkDir(m) => self.simple(m.id, &m.path, Op::Mkdir).await,
+            Packet::RmDir(r) => self.simple(r.id, &r.path, Op::Rmdir).await,
+            Packet::RealPath(r) => self.realpath(r.id, &r.path),
+            Packet::Rename(r) => self.rename(r.id, &r.oldpath, &r.newpath, true).await,
+            Packet::ReadLink(_) | Packet::Symlink(_) => Err(bad(
+                StatusCode::OpUnsupported,
+                "symbolic links are not supported",
+            )),
+            Packet::Extended(e) => self.extended(e.id, &e.request, &e.data).await,
+            _ => Err(bad(StatusCode::BadMessage, "unexpected packet")),
+        };
+        r.unwrap_or_else(|e| from_reply(id, e))
+    }
+
+    fn version(&self) -> Version {
+        let mut v = Version::new();
+        for (k, val) in [
+            ("posix-rename@openssh.com", "1"),
+            ("fsync@openssh.com", "1"),
+            ("limits@openssh.com", "1"),
+            ("expand-path@openssh.com", "1"),
+        ] {
+            v.extensions.insert(k.to_string(), val.to_string());
+        }
+        v
+    }
+
+    async fn open(
+        &mut self,
+        id: u32,
+        name: &str,
+        flags: OpenFlags,
+        attrs: &FileAttributes,
+    ) -> Result<Packet, Reply> {
+        let path = self.path(name)?;
+        let vfs = &self.core.vfs;
+        let write = flags.contains(OpenFlags::WRITE) || flags.contains(OpenFlags::APPEND);
+        let open = if !write {
+            Open::Read(
+                vfs.open_read(&self.session, &path)
+                    .await
+                    .map_err(|e| status_of(&e))?,
+            )
+        } else {
+            if flags.contains(OpenFlags::READ) {
+                return Err(bad(
+                    StatusCode::OpUnsupported,
+                    "read-write open is not supported; uploads stream into place",
+                ));
+            }
+            let exists = match vfs.stat(&self.session, &path).await {
+                Ok(e) if e.is_dir() => return Err(bad(StatusCode::Failure, "is a directory")),
+                Ok(_) => true,
+                Err(vfs::Error::NotFound) => false,
+                // Not visible to this user: let create() decide (and audit) the refusal.
+                Err(vfs::Error::Denied { .. }) => false,
+                Err(e) => return Err(status_of(&e)),
+            };
+            if !exists && !flags.contains(OpenFlags::CREATE) {
+                return Err(bad(StatusCode::NoSuchFile, "no such file"));
+            }
+            let append = flags.contains(OpenFlags::APPEND);
+            let mode = if flags.contains(OpenFlags::CREATE) && flags.contains(OpenFlags::EXCLUDE) {
+                WriteMode::CreateNew
+            } else if flags.contains(OpenFlags::TRUNCATE) || !exists {
+                WriteMode::Replace
+            } else if append {
+                let size = vfs
+                    .stat(&self.session, &path)
+                    .await
+                    .map(|e| e.size)
+                    .unwrap_or(0);
+                WriteMode::KeepExisting(Some(size))
+            } else {
+                // Without TRUNC the first write's offset says what to keep (resume at the size).
+                WriteMode::KeepExisting(None)
+            };
+            let upload = vfs
+                .create(&self.session, &path, mode)
+                .await
+                .map_err(|e| status_of(&e))?;
+            Open::Write {
+                upload,
+                append,
+                mtime: attrs
+                    .mtime
+                    .map(|t| UNIX_EPOCH + Duration::from_secs(u64::from(t))),
+                failed: None,
+            }
+        };
+        let handle = self.add_handle(open)?;
+        Ok(Packet::Handle(Handle { id, handle }))
+    }
+
+    async fn close(&mut self, id: u32, handle: &str) -> Result<Packet, Reply> {
+        let h = self
+            .handles
+            .remove(handle)
+            .ok_or_else(|| bad(StatusCode::Failure, "invalid handle"))?;
+        match h {
+            Open::Dir { .. } => Ok(ok(id)),
+            Open::Read(dl) => {
+                self.live.closed();
+                dl.finish(Outcome::Ok, None)
+                    .await
+                    .map_err(|e| status_of(&e))?;
+                Ok(ok(id))
+            }
+            Open::Write {
+                upload,
+                failed: Some(why),
+                ..
+            } => {
+                self.live.closed();
+                upload.abort(&why).await.map_err(|e| status_of(&e))?;
+                Err(bad(
+                    StatusCode::Failure,
+                    &format!("upload not stored: {why}"),
+                ))
+            }
+            Open::Write { upload, mtime, .. } => {
+                self.live.closed();
+                let path = upload.path().strip_prefix(self.session.principal.home());
+                upload.commit().await.map_err(|e| status_of(&e))?;
+                if let (Some(t), Some(p)) = (mtime, path) {
+                    // Best effort: the upload itself succeeded.
+                    let _ = self.core.vfs.set_modified(&self.session, &p, t).await;
+                }
+                Ok(ok(id))
+            }
+        }
+    }
+
+    async fn read(
+        &mut self,
+        id: u32,
+        handle: &str,
+        offset: u64,
+        len: u32,
+    ) -> Result<Packet, Reply> {
+        let Some(Open::Read(dl)) = self.handles.get_mut(handle) else {
+            return Err(bad(StatusCode::Failure, "invalid handle"));
+        };
+        match dl.read_at(offset, len.min(MAX_READ) as usize).await {
+            Ok(Some(data)) => Ok(Packet::Data(Data {
+                id,
+                data: data.to_vec(),
+            })),
+            Ok(None) => Err(bad(StatusCode::Eof, "end of file")),
+            Err(e) => Err(status_of(&e)),
+        }
+    }
+
+    async fn write(
+        &mut self,
+        id: u32,
+        handle: &str,
+        offset: u64,
+        data: Vec<u8>,
+    ) -> Result<Packet, Reply> {
+        let Some(Open::Write {
+            upload,
+            append,
+            failed,
+            ..
+        }) = self.handles.get_mut(handle)
+        else {
+            return Err(bad(StatusCode::Failure, "invalid handle"));
+        };
+        if let Some(why) = failed {
+            return Err(bad(
+                StatusCode::Failure,
+                &format!("upload already failed: {why}"),
+            ));
+        }
+        let at = if *append {
+            upload.next_offset()
+        } else {
+            offset
+        };
+        match upload.write_at(at, Bytes::from(data)).await {
+            Ok(()) => Ok(ok(id)),
+            Err(e) => {
+                // Atomic uploads: after a failed write, closing throws the file away.
+                *failed = Some(e.client_message());
+                Err(status_of(&e))
+            }
+        }
+    }
+
+    async fn stat(&mut self, id: u32, path: &str) -> Result<Packet, Reply> {
+        let p = self.path(path)?;
+        let e = self
+            .core
+            .vfs
+            .stat(&self.session, &p)
+            .await
+            .map_err(|e| status_of(&e))?;
+        Ok(Packet::Attrs(Attrs {
+            id,
+            attrs: attrs_of(&e),
+        }))
+    }
+
+    fn fstat(&mut self, id: u32, handle: &str) -> Result<Packet, Reply> {
+        let attrs = match self.handles.get(handle) {
+            Some(Open::Read(dl)) => attrs_of(dl.entry()),
+            Some(Open::Write { upload, .. }) => {
+                let mut a = FileAttributes::empty();
+                a.size = Some(upload.next_offset());
+                a.permissions = Some(0o100_644);
+                a
+            }
+            Some(Open::Dir { .. }) => attrs_of(&Entry::dir("")),
+            None => return Err(bad(StatusCode::Failure, "invalid handle")),
+        };
+        Ok(Packet::Attrs(Attrs { id, attrs }))
+    }
+
+    async fn setstat(
+        &mut self,
+        id: u32,
+        path: &str,
+        attrs: &FileAttributes,
+    ) -> Result<Packet, Reply> {
+        let p = self.path(path)?;
+        let e = self
+            .core
+            .vfs
+            .stat(&self.session, &p)
+            .await
+            .map_err(|e| status_of(&e))?;
+        if let Some(size) = attrs.size
+            && size != e.size
+        {
+            return Err(bad(
+                StatusCode::OpUnsupported,
+                "truncating files is not supported",
+            ));
+        }
+        // Ownership and permission bits have no meaning on the gateway's storage: accepted and
+        // ignored, as clients (WinSCP, `put -p`) send them after every upload.
+        if let Some(t) = attrs.mtime
+            && !e.is_dir()
+        {
+            let when = UNIX_EPOCH + Duration::from_secs(u64::from(t));
+            self.core
+                .vfs
+                .set_modified(&self.session, &p, when)
+                .await
+                .map_err(|e| status_of(&e))?;
+        }
+        Ok(ok(id))
+    }
+
+    fn fsetstat(&mut self, id: u32, handle: &str, attrs: &FileAttributes) -> Result<Packet, Reply> {
+        match self.handles.get_mut(handle) {
+            Some(Open::Write { mtime, .. }) => {
+                if let Some(t) = attrs.mtime {
+                    *mtime = Some(UNIX_EPOCH + Duration::from_secs(u64::from(t)));
+                }
+                Ok(ok(id))
+            }
+            Some(_) => Ok(ok(id)),
+            None => Err(bad(StatusCode::Failure, "invalid handle")),
+        }
+    }
+
+    async fn opendir(&mut self, id: u32, path: &str) -> Result<Packet, Reply> {
+        let p = self.path(path)?;
+        let entries = self
+            .core
+            .vfs
+            .list(&self.session, &p)
+            .await
+            .map_err(|e| status_of(&e))?;
+        let handle = self.add_handle(Open::Dir {
+            entries: Some(entries),
+        })?;
+        Ok(Packet::Handle(Handle { id, handle }))
+    }
+
+    async fn readdir(&mut self, id: u32, handle: &str) -> Result<Packet, Reply> {
+        let Some(Open::Dir { entries }) = self.handles.get_mut(handle) else {
+            return Err(bad(StatusCode::Failure, "invalid handle"));
+        };
+        let Some(stream) = entries.as_mut() else {
+            return Err(bad(StatusCode::Eof, "end of directory"));
+        };
+        let mut files = Vec::new();
+        while files.len() < READDIR_BATCH {
+            match stream.next().await {
+                Some(Ok(e)) => files.push(file_of(&e)),
+                Some(Err(e)) => {
+                    *entries = None;
+                    return Err(status_of(&vfs::Error::from(e)));
+                }
+                None => {
+                    *entries = None;
+                    break;
+                }
+            }
+        }
+        if files.is_empty() {
+            return Err(bad(StatusCode::Eof, "end of directory"));
+        }
+        Ok(Packet::Name(Name { id, files }))
+    }
+
+    async fn simple(&mut self, id: u32, path: &str, op: Op) -> Result<Packet, Reply> {
+        let p = self.path(path)?;
+        let vfs = &self.core.vfs;
+        let r = match op {
+            Op::Remove => vfs.delete(&self.session, &p).await,
+            Op::Mkdir => vfs.mkdir(&self.session, &p).await,
+            Op::Rmdir => vfs.rmdir(&self.session, &p).await,
+        };
+        r.map_err(|e| status_of(&e))?;
+        Ok(ok(id))
+    }
+
+    fn realpath(&mut self, id: u32, path: &str) -> Result<Packet, Reply> {
+        let p = self.path(if path.is_empty() { "." } else { path })?;
+        let mut f = File::dummy(p.as_str());
+        f.longname = p.to_string();
+        Ok(Packet::Name(Name { id, files: vec![f] }))
+    }
+
+    async fn rename(
+        &mut self,
+        id: u32,
+        from: &str,
+        to: &str,
+        no_overwrite: bool,
+    ) -> Result<Packet, Reply> {
+        let (f, t) = (self.path(from)?, self.path(to)?);
+        self.core
+            .vfs
+            .rename(&self.session, &f, &t, no_overwrite)
+            .await
+            .map_err(|e| status_of(&e))?;
+        Ok(ok(id))
+    }
+
+    async fn extended(&mut self, id: u32, request: &str, data: &[u8]) -> Result<Packet, Reply> {
+        let mut at = 0;
+        match request {
+            "posix-rename@openssh.com" => {
+                let (Some(from), Some(to)) = (ssh_string(data, &mut at), ssh_string(data, &mut at))
+                else {
+                    return Err(bad(StatusCode::BadMessage, "malformed posix-rename"));
+                };
+                self.rename(id, &from, &to, false).await
+            }
+            "expand-path@openssh.com" => {
+                let p = ssh_string(data, &mut at)
+                    .ok_or_else(|| bad(StatusCode::BadMessage, "malformed expand-path"))?;
+                self.realpath(id, &p)
+            }
+            "fsync@openssh.com" => {
+                // Uploads are fsynced when they are committed at close.
+                let h = ssh_string(data, &mut at).unwrap_or_default();
+                if self.handles.contains_key(&h) {
+                    Ok(ok(id))
+                } else {
+                    Err(bad(StatusCode::Failure, "invalid handle"))
+                }
+            }
+            "limits@openssh.com" => {
+                let mut out = Vec::with_capacity(32);
+                for v in [
+                    u64::from(MAX_PACKET),
+                    u64::from(MAX_READ),
+                    u64::from(MAX_READ),
+                    MAX_HANDLES as u64,
+                ] {
+                    out.extend_from_slice(&v.to_be_bytes());
+                }
+                Ok(Packet::ExtendedReply(ExtendedReply { id, data: out }))
+            }
+            _ => Err(bad(StatusCode::OpUnsupported, "extension not supported")),
+        }
+    }
+
+    /// The stream ended: finish downloads, abort uploads that were never closed.
+    async fn close_all(&mut self) {
+        for (_, h) in self.handles.drain() {
+            match h {
+                Open::Read(dl) => {
+                    self.live.closed();
+                    let _ = dl.end().await;
+                }
+                Open::Write { upload, .. } => {
+                    self.live.closed();
+                    if let Err(e) = upload
+                        .abort("interrupted: connection closed before the file was closed")
+                        .await
+                    {
+                        tracing::error!(error = %e, "could not record an interrupted upload");
+                    }
+                }
+                Open::Dir { .. } => {}
+            }
+        }
+    }
+}
+
+enum Op {
+    Remove,
+    Mkdir,
+    Rmdir,
+}

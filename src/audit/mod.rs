@@ -1,0 +1,274 @@
+//! The audit log: one JSON record per line, hash-chained across rotated files. Every front door
+//! records through [`AuditLog::record`], which returns only once the record is written (and, with
+//! `fsync = "always"`, on disk), so no client sees success before its record is durable. If the log
+//! cannot be written, `record` fails and the caller fails the operation: records are never
+//! dropped silently.
+
+pub mod query;
+pub mod record;
+pub mod verify;
+mod writer;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use crate::config::FsyncMode;
+use crate::identity::Protocol;
+use crate::session::Session;
+pub use record::Record;
+
+/// What an audit record is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditAction {
+    /// Authentication.
+    Login,
+    /// End of a session.
+    Logout,
+    /// A file written.
+    Upload,
+    /// A file read.
+    Download,
+    /// A file removed.
+    Delete,
+    /// A directory created.
+    Mkdir,
+    /// A directory removed.
+    Rmdir,
+    /// A move.
+    Rename,
+    /// A directory listed.
+    List,
+    /// A proxied HTTP call.
+    Proxy,
+    /// Process events: start, stop, recovery.
+    Config,
+}
+
+impl AuditAction {
+    /// Every action.
+    pub const ALL: [AuditAction; 11] = [
+        Self::Login,
+        Self::Logout,
+        Self::Upload,
+        Self::Download,
+        Self::Delete,
+        Self::Mkdir,
+        Self::Rmdir,
+        Self::Rename,
+        Self::List,
+        Self::Proxy,
+        Self::Config,
+    ];
+
+    /// The record word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Login => "login",
+            Self::Logout => "logout",
+            Self::Upload => "upload",
+            Self::Download => "download",
+            Self::Delete => "delete",
+            Self::Mkdir => "mkdir",
+            Self::Rmdir => "rmdir",
+            Self::Rename => "rename",
+            Self::List => "list",
+            Self::Proxy => "proxy",
+            Self::Config => "config",
+        }
+    }
+
+    /// Parses a record word.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+/// How it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done.
+    Ok,
+    /// Refused by authentication or policy.
+    Denied,
+    /// Failed.
+    Error,
+}
+
+impl Outcome {
+    /// The record word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Denied => "denied",
+            Self::Error => "error",
+        }
+    }
+
+    /// Parses a record word.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Ok, Self::Denied, Self::Error]
+            .into_iter()
+            .find(|o| o.as_str() == s)
+    }
+}
+
+/// An event to record; the writer adds `seq`, `ts`, `node`, `prev` and `hash`.
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    /// Front door, if any.
+    pub protocol: Option<Protocol>,
+    /// Session id.
+    pub session: Option<String>,
+    /// User.
+    pub user: Option<String>,
+    /// Client address.
+    pub remote: Option<SocketAddr>,
+    /// Action.
+    pub action: AuditAction,
+    /// Path.
+    pub path: Option<String>,
+    /// Rename target.
+    pub to: Option<String>,
+    /// Bytes transferred.
+    pub bytes: Option<u64>,
+    /// Content hash.
+    pub sha256: Option<[u8; 32]>,
+    /// HTTP status.
+    pub status: Option<u16>,
+    /// Outcome.
+    pub outcome: Outcome,
+    /// Free text (never secrets).
+    pub detail: Option<String>,
+}
+
+impl AuditEvent {
+    /// A bare event.
+    pub fn new(action: AuditAction, outcome: Outcome) -> Self {
+        Self {
+            protocol: None,
+            session: None,
+            user: None,
+            remote: None,
+            action,
+            path: None,
+            to: None,
+            bytes: None,
+            sha256: None,
+            status: None,
+            outcome,
+            detail: None,
+        }
+    }
+
+    /// An event in a logged-in session.
+    pub fn for_session(session: &Session, action: AuditAction, outcome: Outcome) -> Self {
+        Self {
+            protocol: Some(session.protocol),
+            session: Some(session.id.clone()),
+            user: Some(session.principal.name().to_string()),
+            remote: Some(session.remote),
+            ..Self::new(action, outcome)
+        }
+    }
+
+    /// Sets the path.
+    pub fn path(mut self, p: impl Into<String>) -> Self {
+        self.path = Some(p.into());
+        self
+    }
+
+    /// Sets the detail.
+    pub fn detail(mut self, d: impl Into<String>) -> Self {
+        self.detail = Some(d.into());
+        self
+    }
+}
+
+/// The audit log could not take a record.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuditError {
+    /// Writing or syncing the file failed.
+    #[error("audit log write failed: {0}")]
+    Io(String),
+    /// The writer has stopped (shutdown, or an earlier unrecoverable failure).
+    #[error("audit log is closed")]
+    Closed,
+}
+
+/// Where and how the log is written.
+#[derive(Debug, Clone)]
+pub struct AuditOptions {
+    /// Directory of the files.
+    pub dir: PathBuf,
+    /// Durability mode.
+    pub fsync: FsyncMode,
+    /// Rotation threshold.
+    pub rotate_bytes: u64,
+    /// Node name written into records.
+    pub node: String,
+}
+
+/// Handle to the writer; cheap to clone.
+#[derive(Clone)]
+pub struct AuditLog {
+    inner: Arc<writer::Handle>,
+}
+
+impl fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AuditLog")
+    }
+}
+
+impl AuditLog {
+    /// Opens (or creates) the log, repairing a torn final line left by a crash, and starts the
+    /// writer thread. Returns the log and, if a repair happened, what was done.
+    pub fn open(opts: AuditOptions) -> Result<(Self, Option<String>), AuditError> {
+        let (handle, repair) = writer::start(opts)?;
+        Ok((
+            Self {
+                inner: Arc::new(handle),
+            },
+            repair,
+        ))
+    }
+
+    /// Writes one record; returns its sequence number once it is written (and synced, under
+    /// `fsync = "always"`).
+    pub async fn record(&self, ev: AuditEvent) -> Result<u64, AuditError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.send(writer::Msg::Record(Box::new(ev), tx))?;
+        rx.await.map_err(|_| AuditError::Closed)?
+    }
+
+    /// Writes a record without waiting for it: for events recorded after the client already has
+    /// its answer (a proxied response that finished streaming). A write failure is logged.
+    pub fn record_detached(&self, ev: AuditEvent) {
+        let (tx, _rx) = oneshot::channel();
+        if self
+            .inner
+            .send(writer::Msg::Record(Box::new(ev), tx))
+            .is_err()
+        {
+            tracing::error!("audit log closed; a proxy record was not written");
+        }
+    }
+
+    /// Flushes and syncs everything written so far, then stops the writer. Later records fail.
+    pub async fn close(&self) -> Result<(), AuditError> {
+        let (tx, rx) = oneshot::channel();
+        if self.inner.send(writer::Msg::Close(tx)).is_err() {
+            return Ok(());
+        }
+        rx.await.map_err(|_| AuditError::Closed)?
+    }
+
+    /// The directory of the files.
+    pub fn dir(&self) -> &std::path::Path {
+        self.inner.dir()
+    }
+}

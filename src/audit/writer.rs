@@ -1,0 +1,426 @@
+//! The single writer: a dedicated thread that takes records off a channel, chains and writes them
+//! in batches (group commit: one write and at most one fsync per batch), rotates files by size and
+//! keeps `audit.head`, the last synced (seq, hash), so `audit verify` can tell a log cut short.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::record::{self, GENESIS, Record};
+use super::{AuditError, AuditEvent, AuditOptions};
+use crate::config::FsyncMode;
+
+/// Most records written in one batch.
+const MAX_BATCH: usize = 4096;
+/// Longest a record waits for its fsync under `fsync = "batch"`.
+const BATCH_SYNC: Duration = Duration::from_millis(100);
+/// Name of the head checkpoint file.
+pub const HEAD_FILE: &str = "audit.head";
+
+pub(super) enum Msg {
+    Record(Box<AuditEvent>, oneshot::Sender<Result<u64, AuditError>>),
+    Close(oneshot::Sender<Result<(), AuditError>>),
+}
+
+pub(super) struct Handle {
+    tx: mpsc::Sender<Msg>,
+    dir: PathBuf,
+}
+
+impl Handle {
+    pub(super) fn send(&self, msg: Msg) -> Result<(), AuditError> {
+        self.tx.send(msg).map_err(|_| AuditError::Closed)
+    }
+
+    pub(super) fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+fn io(e: std::io::Error) -> AuditError {
+    AuditError::Io(e.to_string())
+}
+
+struct Writer {
+    opts: AuditOptions,
+    file: File,
+    file_no: u64,
+    size: u64,
+    seq: u64,
+    prev: String,
+    /// Written but not yet fsynced.
+    dirty: bool,
+    last_sync: Instant,
+    /// After a failure that could not be rolled back, every later record fails.
+    broken: Option<String>,
+}
+
+/// Where the chain stands at the end of the existing files.
+struct Tail {
+    file_no: u64,
+    size: u64,
+    seq: u64,
+    prev: String,
+}
+
+pub(super) fn start(opts: AuditOptions) -> Result<(Handle, Option<String>), AuditError> {
+    std::fs::create_dir_all(&opts.dir).map_err(io)?;
+    let (tail, repair) = recover(&opts.dir)?;
+    let path = opts.dir.join(record::file_name(tail.file_no));
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(io)?;
+    sync_dir(&opts.dir);
+    let mut w = Writer {
+        opts: opts.clone(),
+        file,
+        file_no: tail.file_no,
+        size: tail.size,
+        seq: tail.seq,
+        prev: tail.prev,
+        dirty: false,
+        last_sync: Instant::now(),
+        broken: None,
+    };
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("audit-writer".into())
+        .spawn(move || w.run(rx))
+        .map_err(io)?;
+    Ok((Handle { tx, dir: opts.dir }, repair))
+}
+
+/// Finds the end of the chain; cuts a torn final line (a crash mid-write) out of the last file,
+/// keeping its bytes beside it in `<file>.torn-<offset>`.
+fn recover(dir: &Path) -> Result<(Tail, Option<String>), AuditError> {
+    let files = record::list_files(dir).map_err(io)?;
+    let Some((last_no, last_path)) = files.last().cloned() else {
+        return Ok((
+            Tail {
+                file_no: 1,
+                size: 0,
+                seq: 0,
+                prev: GENESIS.into(),
+            },
+            None,
+        ));
+    };
+    let mut bytes = Vec::new();
+    File::open(&last_path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(io)?;
+    let mut repair = None;
+    let (good_len, last) = last_good_line(&bytes);
+    if good_len < bytes.len() {
+        let torn = &bytes[good_len..];
+        let keep =
+            last_path.with_file_name(format!("{}.torn-{good_len}", record::file_name(last_no)));
+        std::fs::write(&keep, torn).map_err(io)?;
+        let f = OpenOptions::new()
+            .write(true)
+            .open(&last_path)
+            .map_err(io)?;
+        f.set_len(good_len as u64).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        repair = Some(format!(
+            "recovered after an unclean stop: a torn final record ({} bytes) was cut from {} and kept in {}",
+            torn.len(),
+            record::file_name(last_no),
+            keep.file_name().and_then(|n| n.to_str()).unwrap_or("?")
+        ));
+    }
+    let last = match last {
+        Some(r) => Some(r),
+        // The last file holds no record yet: the chain ends in the file before it.
+        None => match files.iter().rev().nth(1) {
+            Some((_, p)) => {
+                let mut b = Vec::new();
+                File::open(p)
+                    .and_then(|mut f| f.read_to_end(&mut b))
+                    .map_err(io)?;
+                last_good_line(&b).1
+            }
+            None => None,
+        },
+    };
+    let (seq, prev) = match last {
+        Some(r) => (r.seq, r.hash.unwrap_or_default()),
+        None => (0, GENESIS.to_string()),
+    };
+    Ok((
+        Tail {
+            file_no: last_no,
+            size: good_len as u64,
+            seq,
+            prev,
+        },
+        repair,
+    ))
+}
+
+/// Length of the file up to and including the last line that parses as a record, and that record.
+/// Only the final line may be cut: anything worse is left for `audit verify` to report.
+fn last_good_line(bytes: &[u8]) -> (usize, Option<Record>) {
+    let parse = |line: &[u8]| -> Option<Record> {
+        let r: Record = serde_json::from_slice(line).ok()?;
+        (r.hash.as_deref() == Some(r.compute_hash().as_str())).then_some(r)
+    };
+    let complete = match bytes.iter().rposition(|b| *b == b'\n') {
+        Some(i) => i + 1,
+        None => 0,
+    };
+    let body = &bytes[..complete];
+    // The last complete line.
+    let start = body[..body.len().saturating_sub(1)]
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |i| i + 1);
+    if complete == 0 {
+        return (0, None);
+    }
+    match parse(&body[start..complete - 1]) {
+        Some(r) => (complete, Some(r)),
+        // A garbage final line (e.g. zeros after a crash) counts as torn too.
+        None => {
+            let prev_end = start;
+            let prev_start = body[..prev_end.saturating_sub(1)]
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |i| i + 1);
+            if prev_end == 0 {
+                return (0, None);
+            }
+            (prev_end, parse(&body[prev_start..prev_end - 1]))
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+impl Writer {
+    fn run(&mut self, rx: mpsc::Receiver<Msg>) {
+        loop {
+            let first = if self.dirty {
+                let wait = BATCH_SYNC.saturating_sub(self.last_sync.elapsed());
+                match rx.recv_timeout(wait) {
+                    Ok(m) => m,
+                    Err(RecvTimeoutError::Timeout) => {
+                        let _ = self.sync();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(m) => m,
+                    Err(_) => break,
+                }
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
+                }
+            }
+            if self.process(batch) {
+                return;
+            }
+        }
+        let _ = self.sync();
+    }
+
+    /// Writes a batch; returns true when a Close was in it.
+    fn process(&mut self, batch: Vec<Msg>) -> bool {
+        let mut buf = String::new();
+        let mut acks = Vec::new();
+        let mut closes = Vec::new();
+        let (seq0, prev0, size0) = (self.seq, self.prev.clone(), self.size);
+        for msg in batch {
+            match msg {
+                Msg::Record(ev, ack) => {
+                    if let Some(why) = &self.broken {
+                        let _ = ack.send(Err(AuditError::Io(why.clone())));
+                        continue;
+                    }
+                    self.seq += 1;
+                    let mut rec = self.to_record(*ev);
+                    buf.push_str(&rec.seal());
+                    buf.push('\n');
+                    self.prev = rec.hash.unwrap_or_default();
+                    acks.push((self.seq, ack));
+                }
+                Msg::Close(done) => closes.push(done),
+            }
+        }
+        if !buf.is_empty() {
+            let result = self.write(buf.as_bytes());
+            match result {
+                Ok(()) => {
+                    for (seq, ack) in acks {
+                        let _ = ack.send(Ok(seq));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "audit log write failed; the operations it records fail");
+                    self.rollback(seq0, prev0, size0);
+                    for (_, ack) in acks {
+                        let _ = ack.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
+        if closes.is_empty() {
+            return false;
+        }
+        let r = self.sync();
+        for done in closes {
+            let _ = done.send(r.clone());
+        }
+        true
+    }
+
+    fn to_record(&self, ev: AuditEvent) -> Record {
+        Record {
+            seq: self.seq,
+            ts: record::now_ts(),
+            node: self.opts.node.clone(),
+            protocol: ev.protocol.map(|p| p.as_str().to_string()),
+            session: ev.session,
+            user: ev.user,
+            remote: ev.remote.map(|r| r.to_string()),
+            action: ev.action.as_str().to_string(),
+            path: ev.path,
+            to: ev.to,
+            bytes: ev.bytes,
+            sha256: ev.sha256.map(hex::encode),
+            status: ev.status,
+            outcome: ev.outcome.as_str().to_string(),
+            detail: ev.detail,
+            prev: self.prev.clone(),
+            hash: None,
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), AuditError> {
+        self.file.write_all(bytes).map_err(io)?;
+        self.size += bytes.len() as u64;
+        self.dirty = true;
+        if self.opts.fsync == FsyncMode::Always || self.last_sync.elapsed() >= BATCH_SYNC {
+            self.sync()?;
+        }
+        if self.size >= self.opts.rotate_bytes
+            && let Err(e) = self.rotate()
+        {
+            // The batch is durable; keep appending to this file and try again next batch.
+            tracing::error!(error = %e, "audit log rotation failed");
+        }
+        Ok(())
+    }
+
+    /// Undoes a failed batch: the file is cut back so the chain on disk stays whole.
+    fn rollback(&mut self, seq: u64, prev: String, size: u64) {
+        self.seq = seq;
+        self.prev = prev;
+        self.size = size;
+        let cut = self.file.set_len(size).and_then(|_| self.file.sync_data());
+        if let Err(e) = cut {
+            self.broken = Some(format!(
+                "cannot restore the audit file after a failed write: {e}"
+            ));
+        }
+    }
+
+    fn sync(&mut self) -> Result<(), AuditError> {
+        if !self.dirty {
+            return Ok(());
+        }
+        self.file.sync_data().map_err(io)?;
+        self.dirty = false;
+        self.last_sync = Instant::now();
+        self.write_head();
+        Ok(())
+    }
+
+    /// Best effort: the head only ever lags the synced log, so a stale head is harmless.
+    fn write_head(&self) {
+        let head = serde_json::json!({
+            "seq": self.seq,
+            "hash": self.prev,
+            "file": record::file_name(self.file_no),
+        });
+        let _ = std::fs::write(self.opts.dir.join(HEAD_FILE), format!("{head}\n"));
+    }
+
+    fn rotate(&mut self) -> Result<(), AuditError> {
+        self.sync()?;
+        let next = self.file_no + 1;
+        let path = self.opts.dir.join(record::file_name(next));
+        self.file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(io)?;
+        sync_dir(&self.opts.dir);
+        self.file_no = next;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(seq: u64, prev: &str) -> (String, String) {
+        let mut r = Record {
+            seq,
+            ts: "t".into(),
+            node: "n".into(),
+            protocol: None,
+            session: None,
+            user: None,
+            remote: None,
+            action: "config".into(),
+            path: None,
+            to: None,
+            bytes: None,
+            sha256: None,
+            status: None,
+            outcome: "ok".into(),
+            detail: None,
+            prev: prev.into(),
+            hash: None,
+        };
+        let l = r.seal();
+        (l, r.hash.unwrap_or_default())
+    }
+
+    #[test]
+    fn finds_the_last_good_line() {
+        let (l1, h1) = line(1, GENESIS);
+        let (l2, _) = line(2, &h1);
+        let good = format!("{l1}\n{l2}\n");
+        assert_eq!(last_good_line(good.as_bytes()).0, good.len());
+        let torn = format!("{good}{{\"seq\":3,");
+        let (len, rec) = last_good_line(torn.as_bytes());
+        assert_eq!(len, good.len());
+        assert_eq!(rec.map(|r| r.seq), Some(2));
+        let zeros = format!("{l1}\n\0\0\0\n");
+        let (len, rec) = last_good_line(zeros.as_bytes());
+        assert_eq!(len, l1.len() + 1);
+        assert_eq!(rec.map(|r| r.seq), Some(1));
+        assert_eq!(last_good_line(b"").0, 0);
+        assert_eq!(last_good_line(b"{\"se").0, 0);
+    }
+}

@@ -1,0 +1,551 @@
+//! The configuration file: serde types that mirror CONTRACT.md key for key, loading with `${ENV}`
+//! expansion and line-accurate errors (`load`), and cross-reference validation into a [`ValidConfig`]
+//! (`validate`). Unknown keys are errors everywhere (`deny_unknown_fields`).
+
+mod load;
+mod locate;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use load::{ConfigError, ConfigErrors, EnvLookup, load_file, load_str};
+pub use validate::{
+    ValidApiKey, ValidBackend, ValidConfig, ValidGroup, ValidMount, ValidRule, ValidUser,
+};
+
+/// The built-in demo config (`gatehouse demo-config`, and `serve` without a config file).
+pub const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
+
+/// Where the configuration comes from when none is named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// A file.
+    File(PathBuf),
+    /// The built-in demo config.
+    Demo,
+}
+
+impl ConfigSource {
+    /// `explicit` if given, else `./gatehouse.toml` if it exists, else the demo config.
+    pub fn find(explicit: Option<&Path>) -> Self {
+        match explicit {
+            Some(p) => Self::File(p.to_path_buf()),
+            None if Path::new("gatehouse.toml").exists() => Self::File("gatehouse.toml".into()),
+            None => Self::Demo,
+        }
+    }
+
+    /// Loads and validates it.
+    pub fn load(&self, env: EnvLookup<'_>) -> Result<ValidConfig, ConfigErrors> {
+        match self {
+            Self::File(p) => load_file(p, env),
+            Self::Demo => load_str(DEMO_CONFIG, "built-in demo config", env),
+        }
+    }
+}
+
+impl std::fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(p) => write!(f, "{}", p.display()),
+            Self::Demo => f.write_str("built-in demo config"),
+        }
+    }
+}
+
+/// Loads the config `serve`, `check` and `audit` use: see [`ConfigSource::find`].
+pub fn load_default(
+    explicit: Option<&Path>,
+    env: EnvLookup<'_>,
+) -> Result<ValidConfig, ConfigErrors> {
+    ConfigSource::find(explicit).load(env)
+}
+
+/// The whole configuration file, as written.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Process-wide settings.
+    #[serde(default)]
+    pub gateway: GatewayConfig,
+    /// Audit log settings.
+    #[serde(default)]
+    pub audit: AuditConfig,
+    /// Connection and login limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// SFTP listener; absent = off.
+    pub sftp: Option<SftpConfig>,
+    /// FTP/FTPS listener; absent = off.
+    pub ftp: Option<FtpConfig>,
+    /// HTTP listener; absent = off.
+    pub http: Option<HttpConfig>,
+    /// JWT verification for routes with `auth = ["jwt"]`.
+    pub jwt: Option<JwtConfig>,
+    /// Named storage backends.
+    #[serde(default)]
+    pub backends: BTreeMap<String, BackendConfig>,
+    /// Where each backend appears in the virtual tree.
+    #[serde(default)]
+    pub mounts: Vec<MountConfig>,
+    /// Permission groups.
+    #[serde(default)]
+    pub groups: Vec<GroupConfig>,
+    /// Users.
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+    /// API keys, each acting as a user.
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeyConfig>,
+    /// Proxied upstream routes.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// Fan-out aggregate endpoints.
+    #[serde(default)]
+    pub aggregates: Vec<AggregateConfig>,
+}
+
+/// `[gateway]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Host keys, staging and the default audit directory live here.
+    pub state_dir: PathBuf,
+    /// How long transfers in flight may run on after SIGINT/SIGTERM.
+    pub shutdown_grace_secs: u64,
+    /// Node name written into every audit record (default: the host name).
+    pub node: Option<String>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            state_dir: PathBuf::from("./var"),
+            shutdown_grace_secs: 30,
+            node: None,
+        }
+    }
+}
+
+/// `[audit]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Directory of the audit files (default `<state_dir>/audit`).
+    pub dir: Option<PathBuf>,
+    /// When records reach the disk.
+    pub fsync: FsyncMode,
+    /// Start a new file once the current one reaches this size (default 64 MiB).
+    pub rotate_bytes: Option<u64>,
+}
+
+/// `audit.fsync`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncMode {
+    /// Every record is fsynced before the operation it records reports success.
+    #[default]
+    Always,
+    /// fsync at most every 100 ms.
+    Batch,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Concurrent connections per listener.
+    pub max_connections: usize,
+    /// Idle sessions are closed after this many seconds.
+    pub idle_timeout_secs: u64,
+    /// Failed logins per source IP (all protocols together) before a ban.
+    pub login_failures: LoginFailuresConfig,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 1000,
+            idle_timeout_secs: 300,
+            login_failures: LoginFailuresConfig::default(),
+        }
+    }
+}
+
+/// `limits.login_failures`
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginFailuresConfig {
+    /// Failures allowed within the window.
+    pub max: u32,
+    /// Window over which failures are counted.
+    pub window_secs: u64,
+    /// How long a source IP stays banned.
+    pub ban_secs: u64,
+}
+
+impl Default for LoginFailuresConfig {
+    fn default() -> Self {
+        Self {
+            max: 5,
+            window_secs: 300,
+            ban_secs: 900,
+        }
+    }
+}
+
+/// `[sftp]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SftpConfig {
+    /// Listen address, `ip:port`.
+    pub listen: String,
+    /// Host key files (OpenSSH format); an ed25519 key is created where one is missing.
+    #[serde(default)]
+    pub host_keys: Vec<PathBuf>,
+    /// Authentication attempts allowed per connection.
+    #[serde(default = "default_max_auth_attempts")]
+    pub max_auth_attempts: usize,
+}
+
+fn default_max_auth_attempts() -> usize {
+    6
+}
+
+/// `[ftp]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FtpConfig {
+    /// Control connection listen address, `ip:port`.
+    pub listen: String,
+    /// Inclusive passive data port range.
+    #[serde(default = "default_passive_ports")]
+    pub passive_ports: [u16; 2],
+    /// IPv4 address announced in PASV replies (default: the address the client connected to).
+    pub passive_host: Option<String>,
+    /// Explicit FTPS (AUTH TLS).
+    pub tls: Option<FtpTlsConfig>,
+    /// Expect a HAProxy PROXY protocol header on every connection.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+}
+
+fn default_passive_ports() -> [u16; 2] {
+    [50000, 50099]
+}
+
+/// `[ftp.tls]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FtpTlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// Refuse USER/PASS and data transfers before AUTH TLS / PROT P.
+    #[serde(default)]
+    pub required: bool,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Listen address, `ip:port`.
+    pub listen: String,
+    /// Serve HTTPS with these files.
+    pub tls: Option<TlsConfig>,
+    /// Separate unauthenticated listener for `/metrics`.
+    pub metrics_listen: Option<String>,
+    /// Deadline for receiving a request's headers.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_secs: u64,
+}
+
+fn default_header_timeout() -> u64 {
+    30
+}
+
+/// `[http.tls]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// `[jwt]`: how bearer JWTs on `auth = ["jwt"]` routes are verified.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Accepted algorithms: "HS256", "RS256", "ES256".
+    pub algorithms: Vec<String>,
+    /// Shared secret for HS256.
+    pub secret: Option<String>,
+    /// PEM public key for RS256/ES256.
+    pub public_key: Option<PathBuf>,
+    /// JWKS file for RS256/ES256 (keys chosen by `kid`).
+    pub jwks: Option<PathBuf>,
+    /// Required `iss`.
+    pub issuer: Option<String>,
+    /// Required `aud`.
+    pub audience: Option<String>,
+    /// Claim naming the user (default `sub`).
+    #[serde(default = "default_user_claim")]
+    pub user_claim: String,
+    /// Clock skew allowed on `exp`/`nbf`.
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+}
+
+fn default_user_claim() -> String {
+    "sub".into()
+}
+
+fn default_leeway() -> u64 {
+    30
+}
+
+/// `[backends.NAME]`: one flat table for every kind, so that each key keeps its own line in errors.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// "local" | "s3" | "memory".
+    pub kind: BackendKind,
+    /// local: directory holding the files.
+    pub root: Option<PathBuf>,
+    /// s3: bucket name.
+    pub bucket: Option<String>,
+    /// s3: endpoint URL for S3-compatible servers (absent = AWS).
+    pub endpoint: Option<String>,
+    /// s3: region.
+    pub region: Option<String>,
+    /// s3: access key id (absent: the AWS environment/instance credentials).
+    pub access_key_id: Option<String>,
+    /// s3: secret access key.
+    pub secret_access_key: Option<String>,
+    /// s3: virtual-hosted-style requests (default false: path style, what S3-compatible servers expect).
+    #[serde(default)]
+    pub virtual_hosted_style: bool,
+    /// s3: multipart part size in MiB (default 8; parts are at least 5 MiB).
+    pub part_size_mib: Option<u64>,
+}
+
+/// `backends.*.kind`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// Local directory.
+    Local,
+    /// S3 or S3-compatible object store.
+    S3,
+    /// In-process memory (tests, scratch).
+    Memory,
+}
+
+/// `[[mounts]]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountConfig {
+    /// Virtual path.
+    pub path: String,
+    /// Backend name.
+    pub backend: String,
+    /// Key prefix inside the backend.
+    #[serde(default)]
+    pub prefix: String,
+}
+
+/// One `{ path, allow }` permission rule.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PermissionConfig {
+    /// Path in the user's view (inside `home`).
+    pub path: String,
+    /// Permission words.
+    pub allow: Vec<String>,
+}
+
+/// `[[groups]]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    /// Group name.
+    pub name: String,
+    /// Rules every member gets.
+    #[serde(default)]
+    pub permissions: Vec<PermissionConfig>,
+}
+
+/// `[[users]]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// Login name.
+    pub name: String,
+    /// argon2id PHC string.
+    pub password_hash: Option<String>,
+    /// OpenSSH public keys for SFTP.
+    #[serde(default)]
+    pub public_keys: Vec<String>,
+    /// The user's "/" (virtual path).
+    #[serde(default = "default_home")]
+    pub home: String,
+    /// Group names.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// The user's own rules.
+    #[serde(default)]
+    pub permissions: Vec<PermissionConfig>,
+    /// CIDRs allowed to log in (absent = any).
+    pub allowed_ips: Option<Vec<String>>,
+    /// Protocols allowed (absent = all).
+    pub protocols: Option<Vec<String>>,
+    /// "user" | "operator".
+    #[serde(default = "default_role")]
+    pub role: String,
+}
+
+fn default_home() -> String {
+    "/".into()
+}
+
+fn default_role() -> String {
+    "user".into()
+}
+
+/// `[[api_keys]]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// Key name (shown in audit details, never the key).
+    pub name: String,
+    /// The user the key acts as.
+    pub user: String,
+    /// `sha256:<hex>` of the key.
+    pub key_hash: String,
+}
+
+/// `rate_limit = { per_second, burst }`
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Sustained rate.
+    pub per_second: u32,
+    /// Bucket size (default = per_second).
+    pub burst: Option<u32>,
+}
+
+/// `cache = { ttl_secs }`
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Time to live of a cached response.
+    pub ttl_secs: u64,
+    /// Largest body cached, in bytes (default 1 MiB).
+    pub max_body_bytes: Option<u64>,
+}
+
+/// `health_check = { path, interval_secs }`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckConfig {
+    /// Path requested on each upstream; a 2xx answer means healthy.
+    pub path: String,
+    /// Seconds between checks.
+    #[serde(default = "default_health_interval")]
+    pub interval_secs: u64,
+}
+
+fn default_health_interval() -> u64 {
+    5
+}
+
+/// `[[routes]]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Route name (metrics, audit).
+    pub name: String,
+    /// Requests under this prefix go to the upstreams.
+    pub path_prefix: String,
+    /// Allowed methods (absent = all).
+    pub methods: Option<Vec<String>>,
+    /// Upstream base URLs.
+    pub upstreams: Vec<String>,
+    /// Remove `path_prefix` before forwarding.
+    #[serde(default)]
+    pub strip_prefix: bool,
+    /// Accepted schemes: "api_key", "basic", "jwt", "none" (default api_key + basic).
+    pub auth: Option<Vec<String>>,
+    /// Upstream deadline.
+    #[serde(default = "default_route_timeout")]
+    pub timeout_secs: u64,
+    /// Per-principal token bucket.
+    pub rate_limit: Option<RateLimitConfig>,
+    /// Route-wide token bucket shared by every client.
+    pub global_rate_limit: Option<RateLimitConfig>,
+    /// Response cache.
+    pub cache: Option<CacheConfig>,
+    /// Headers added to the upstream request.
+    #[serde(default)]
+    pub add_request_headers: BTreeMap<String, String>,
+    /// Headers removed from the upstream request.
+    #[serde(default)]
+    pub remove_request_headers: Vec<String>,
+    /// Headers added to the response.
+    #[serde(default)]
+    pub add_response_headers: BTreeMap<String, String>,
+    /// Headers removed from the response.
+    #[serde(default)]
+    pub remove_response_headers: Vec<String>,
+    /// Active health check.
+    pub health_check: Option<HealthCheckConfig>,
+    /// Retries for idempotent methods on connect errors, 502 and 503.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+}
+
+fn default_route_timeout() -> u64 {
+    30
+}
+
+fn default_retries() -> u32 {
+    1
+}
+
+/// One part of an aggregate.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregatePartConfig {
+    /// Key in the merged object.
+    pub key: String,
+    /// Upstream URL fetched with GET.
+    pub url: String,
+}
+
+/// `[[aggregates]]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateConfig {
+    /// Name (metrics, audit).
+    pub name: String,
+    /// Exact request path.
+    pub path: String,
+    /// Accepted schemes (default api_key + basic).
+    pub auth: Option<Vec<String>>,
+    /// Deadline for each part.
+    #[serde(default = "default_aggregate_timeout")]
+    pub timeout_secs: u64,
+    /// Parts fetched in parallel.
+    pub parts: Vec<AggregatePartConfig>,
+}
+
+fn default_aggregate_timeout() -> u64 {
+    5
+}

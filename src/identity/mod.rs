@@ -1,0 +1,399 @@
+//! Who is asking: credentials in, a [`Principal`] out. Every protocol logs in through
+//! [`Identity::login`], so bans, `allowed_ips`, `protocols` and the cost of a refusal are the same
+//! over SFTP, FTP and HTTP. Refusals carry a detail for the audit log; adapters send clients a
+//! generic refusal.
+
+pub mod api_key;
+pub mod ban;
+pub mod jwt;
+pub mod password;
+pub mod pubkey;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+
+use crate::config::ValidConfig;
+use crate::policy::Rule;
+use crate::secret::Secret;
+use crate::vfs::VPath;
+use ban::BanList;
+use pubkey::PublicKey;
+
+/// A front door.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// SSH File Transfer Protocol.
+    Sftp,
+    /// FTP and FTPS.
+    Ftp,
+    /// HTTP and HTTPS.
+    Http,
+}
+
+impl Protocol {
+    /// Every protocol.
+    pub const ALL: [Protocol; 3] = [Protocol::Sftp, Protocol::Ftp, Protocol::Http];
+
+    /// Lower-case name, as in the config and audit records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Sftp => "sftp",
+            Protocol::Ftp => "ftp",
+            Protocol::Http => "http",
+        }
+    }
+
+    /// Parses a config word.
+    pub fn parse(s: &str) -> Option<Protocol> {
+        Protocol::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a user may administer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Files only.
+    User,
+    /// May also read `/v1/audit` and admin endpoints.
+    Operator,
+}
+
+/// An authenticated user, cheap to clone.
+#[derive(Clone)]
+pub struct Principal(Arc<PrincipalInner>);
+
+/// The fields of a [`Principal`].
+#[derive(Debug)]
+pub struct PrincipalInner {
+    /// Login name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// The user's "/" in the virtual tree.
+    pub home: VPath,
+    /// Own rules and group rules (user-view paths).
+    pub rules: Vec<Rule>,
+}
+
+impl Principal {
+    /// Builds a principal (config loading and tests).
+    pub fn new(inner: PrincipalInner) -> Self {
+        Self(Arc::new(inner))
+    }
+
+    /// Login name.
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// Role.
+    pub fn role(&self) -> Role {
+        self.0.role
+    }
+
+    /// Home directory (virtual path).
+    pub fn home(&self) -> &VPath {
+        &self.0.home
+    }
+
+    /// Permission rules.
+    pub fn rules(&self) -> &[Rule] {
+        &self.0.rules
+    }
+
+    /// True for operators.
+    pub fn is_operator(&self) -> bool {
+        self.0.role == Role::Operator
+    }
+}
+
+impl fmt::Debug for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Principal({})", self.0.name)
+    }
+}
+
+/// What a client presented.
+#[derive(Debug)]
+pub enum Credentials<'a> {
+    /// Name and password (SFTP, FTP, HTTP Basic).
+    Password {
+        /// Name tried.
+        user: &'a str,
+        /// Password tried.
+        password: Secret<&'a str>,
+    },
+    /// A public key whose signature the SSH layer has already verified.
+    PublicKey {
+        /// Name tried.
+        user: &'a str,
+        /// SSH wire encoding of the key.
+        blob: &'a [u8],
+    },
+    /// An API key (HTTP).
+    ApiKey(Secret<&'a str>),
+    /// A bearer JWT (proxy routes with `auth = ["jwt"]`).
+    Jwt(Secret<&'a str>),
+}
+
+impl Credentials<'_> {
+    /// The user name tried, for audit records (API keys name no user until matched).
+    pub fn user_tried(&self) -> Option<&str> {
+        match self {
+            Credentials::Password { user, .. } | Credentials::PublicKey { user, .. } => Some(user),
+            Credentials::ApiKey(_) | Credentials::Jwt(_) => None,
+        }
+    }
+}
+
+/// Why a login was refused. The detail goes to the audit log, never to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// The source address is banned for too many failures.
+    #[error("source address banned after repeated failures")]
+    Banned,
+    /// No such user.
+    #[error("unknown user")]
+    UnknownUser,
+    /// Wrong password, or the user has none.
+    #[error("bad password")]
+    BadPassword,
+    /// The key is not one of the user's.
+    #[error("public key not authorized")]
+    BadKey,
+    /// No API key matched.
+    #[error("unknown api key")]
+    BadApiKey,
+    /// The user may not log in from this address.
+    #[error("source address not allowed for user")]
+    IpNotAllowed,
+    /// The user may not use this protocol.
+    #[error("protocol not allowed for user")]
+    ProtocolNotAllowed,
+    /// A JWT was refused (the reason is for the audit log).
+    #[error("bad token: {0}")]
+    BadToken(&'static str),
+}
+
+/// Credential data for one user.
+#[derive(Debug)]
+struct Account {
+    principal: Principal,
+    password_hash: Option<Secret<String>>,
+    public_keys: Vec<PublicKey>,
+    allowed_ips: Option<Vec<IpNet>>,
+    protocols: Option<Vec<Protocol>>,
+}
+
+/// How long a verified password is remembered. HTTP Basic sends the password with every
+/// request, and argon2 is deliberately slow: without this, each request would cost tens of ms.
+const VERIFIED_TTL: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Users, API keys and the ban list.
+pub struct Identity {
+    accounts: HashMap<String, Account>,
+    /// Salted sha256 of (user, password) pairs that verified recently; successes only.
+    verified: moka::sync::Cache<[u8; 32], ()>,
+    verified_salt: [u8; 32],
+    api_key_hashes: Vec<[u8; 32]>,
+    api_key_users: Vec<(String, String)>,
+    bans: BanList,
+    jwt: Option<jwt::JwtVerifier>,
+    /// Verified instead of a real hash for unknown users, so they cost the same time.
+    dummy_hash: String,
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("users", &self.accounts.len())
+            .field("api_keys", &self.api_key_users.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Identity {
+    /// Builds the identity store from a validated config.
+    pub fn new(cfg: &ValidConfig) -> Self {
+        let accounts = cfg
+            .users
+            .iter()
+            .map(|u| {
+                let principal = Principal::new(PrincipalInner {
+                    name: u.name.clone(),
+                    role: u.role,
+                    home: u.home.clone(),
+                    rules: u.rules.clone(),
+                });
+                let account = Account {
+                    principal,
+                    password_hash: u.password_hash.clone().map(Secret::new),
+                    public_keys: u.public_keys.clone(),
+                    allowed_ips: u.allowed_ips.clone(),
+                    protocols: u.protocols.clone(),
+                };
+                (u.name.clone(), account)
+            })
+            .collect();
+        let dummy_hash = password::hash(&uuid::Uuid::new_v4().to_string()).unwrap_or_default();
+        let mut verified_salt = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut verified_salt);
+        Self {
+            accounts,
+            verified: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(VERIFIED_TTL)
+                .build(),
+            verified_salt,
+            api_key_hashes: cfg.api_keys.iter().map(|k| k.hash).collect(),
+            api_key_users: cfg
+                .api_keys
+                .iter()
+                .map(|k| (k.name.clone(), k.user.clone()))
+                .collect(),
+            bans: BanList::new(cfg.config.limits.login_failures),
+            // Validation already built it once, so this cannot fail here.
+            jwt: cfg
+                .config
+                .jwt
+                .as_ref()
+                .and_then(|j| jwt::JwtVerifier::new(j).ok()),
+            dummy_hash,
+        }
+    }
+
+    /// Remaining ban for an address (adapters may refuse before asking for credentials).
+    pub fn banned(&self, ip: IpAddr) -> bool {
+        self.bans.banned(ip).is_some()
+    }
+
+    /// Whether `blob` is one of `user`'s keys, before the client proves it holds it.
+    /// Not a login attempt: clients offer several keys, so misses are not counted.
+    pub fn key_acceptable(&self, user: &str, blob: &[u8]) -> bool {
+        self.accounts
+            .get(user)
+            .is_some_and(|a| pubkey::matches(&a.public_keys, blob))
+    }
+
+    /// Whether the user exists and has a password (to tell SSH clients which methods to try).
+    pub fn has_password(&self, user: &str) -> bool {
+        self.accounts
+            .get(user)
+            .is_some_and(|a| a.password_hash.is_some())
+    }
+
+    /// The one login path: checks the ban list, the credentials (argon2 off the runtime, the
+    /// same cost for unknown users), then `allowed_ips` and `protocols`. Failures count toward
+    /// the source address's ban. Returns the principal and, for API keys, the key's name.
+    pub async fn login(
+        &self,
+        creds: &Credentials<'_>,
+        protocol: Protocol,
+        ip: IpAddr,
+    ) -> Result<(Principal, Option<String>), AuthError> {
+        if self.bans.banned(ip).is_some() {
+            return Err(AuthError::Banned);
+        }
+        let result = self.check(creds).await.and_then(|(account, key_name)| {
+            if let Some(nets) = &account.allowed_ips
+                && !nets.iter().any(|n| n.contains(&ip))
+            {
+                return Err(AuthError::IpNotAllowed);
+            }
+            if let Some(protos) = &account.protocols
+                && !protos.contains(&protocol)
+            {
+                return Err(AuthError::ProtocolNotAllowed);
+            }
+            Ok((account.principal.clone(), key_name))
+        });
+        match &result {
+            Ok(_) => self.bans.success(ip),
+            Err(_) => {
+                if self.bans.failure(ip) {
+                    tracing::warn!(%ip, "source address banned after repeated login failures");
+                }
+            }
+        }
+        result
+    }
+
+    fn verified_key(&self, user: &str, password: &str) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(self.verified_salt);
+        h.update((user.len() as u64).to_be_bytes());
+        h.update(user.as_bytes());
+        h.update(password.as_bytes());
+        h.finalize().into()
+    }
+
+    async fn check(
+        &self,
+        creds: &Credentials<'_>,
+    ) -> Result<(&Account, Option<String>), AuthError> {
+        match creds {
+            Credentials::Password { user, password } => {
+                let account = self.accounts.get(*user);
+                let key = self.verified_key(user, password.expose());
+                if let Some(a) = account
+                    && a.password_hash.is_some()
+                    && self.verified.contains_key(&key)
+                {
+                    return Ok((a, None));
+                }
+                let phc = account
+                    .and_then(|a| a.password_hash.as_ref())
+                    .map(|h| h.expose().clone())
+                    .unwrap_or_else(|| self.dummy_hash.clone());
+                let pw = password.expose().as_bytes().to_vec();
+                let ok = tokio::task::spawn_blocking(move || password::verify(&phc, &pw))
+                    .await
+                    .unwrap_or(false);
+                match account {
+                    None => Err(AuthError::UnknownUser),
+                    Some(a) if ok && a.password_hash.is_some() => {
+                        self.verified.insert(key, ());
+                        Ok((a, None))
+                    }
+                    Some(_) => Err(AuthError::BadPassword),
+                }
+            }
+            Credentials::PublicKey { user, blob } => match self.accounts.get(*user) {
+                None => Err(AuthError::UnknownUser),
+                Some(a) if pubkey::matches(&a.public_keys, blob) => Ok((a, None)),
+                Some(_) => Err(AuthError::BadKey),
+            },
+            Credentials::ApiKey(key) => {
+                let idx = api_key::find(&self.api_key_hashes, key.expose())
+                    .ok_or(AuthError::BadApiKey)?;
+                let (name, user) = &self.api_key_users[idx];
+                let account = self.accounts.get(user).ok_or(AuthError::UnknownUser)?;
+                Ok((account, Some(name.clone())))
+            }
+            Credentials::Jwt(token) => {
+                let verifier = self
+                    .jwt
+                    .as_ref()
+                    .ok_or(AuthError::BadToken("no [jwt] section"))?;
+                let user = verifier
+                    .verify(token.expose())
+                    .map_err(AuthError::BadToken)?;
+                self.accounts
+                    .get(&user)
+                    .map(|a| (a, None))
+                    .ok_or(AuthError::UnknownUser)
+            }
+        }
+    }
+}

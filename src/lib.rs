@@ -1,0 +1,20 @@
+//! gatehouse: a multi-protocol file and API gateway. SFTP, FTP/FTPS and HTTP front doors
+//! (`adapters/`) over one core: configuration, identity, policy, virtual filesystem and a
+//! hash-chained audit log (`src/`).
+
+#[path = "../adapters/mod.rs"]
+pub mod adapters;
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod core;
+pub mod identity;
+pub mod limits;
+pub mod policy;
+pub mod route;
+pub mod secret;
+pub mod serve;
+pub mod session;
+pub mod shutdown;
+pub mod telemetry;
+pub mod vfs;

@@ -1,0 +1,236 @@
+//! The `gatehouse` binary: parses the command line, runs the command, and turns any error into
+//! one human-readable line and a non-zero exit code (the only place `anyhow` is used).
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use gatehouse::audit::{query, verify};
+use gatehouse::cli::{AuditCommand, AuditSource, Cli, Command, LogFormatArg, QueryArgs};
+use gatehouse::config::{self, ConfigErrors};
+use gatehouse::identity::{api_key, password};
+use gatehouse::serve;
+use gatehouse::telemetry::LogFormat;
+
+fn main() -> ExitCode {
+    // Pick the one crypto provider before anything builds a TLS config (see notes/crates.md).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("gatehouse: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn one_line(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+        .replace('\n', "; ")
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve {
+            config,
+            log_format,
+            log_level,
+        } => {
+            let format = match log_format {
+                LogFormatArg::Text => LogFormat::Text,
+                LogFormatArg::Json => LogFormat::Json,
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("gatehouse")
+                .build()
+                .context("starting the runtime")?;
+            rt.block_on(serve::run(
+                config.config.as_deref(),
+                format,
+                &log_level,
+                &env,
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { config } => match config::load_default(config.config.as_deref(), &env) {
+            Ok(_) => {
+                println!("ok");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(errors) => {
+                print_config_errors(&errors);
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::DemoConfig => {
+            print!("{}", config::DEMO_CONFIG);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::HashPassword => {
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("reading the password from stdin")?;
+            let pw = line.strip_suffix('\n').unwrap_or(&line);
+            let pw = pw.strip_suffix('\r').unwrap_or(pw);
+            if pw.is_empty() {
+                bail!("no password on stdin (try: printf '%s' 'secret' | gatehouse hash-password)");
+            }
+            let hash = password::hash(pw).map_err(anyhow::Error::msg)?;
+            println!("{hash}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::GenApiKey => {
+            let (key, hash) = api_key::generate();
+            println!("{key}\n{hash}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(AuditCommand::Verify { source }) => {
+            let dir = audit_dir(&source)?;
+            match verify::verify(&dir) {
+                Ok(report) => {
+                    println!("ok: {} records", report.records);
+                    for note in &report.notes {
+                        println!("note: {note}");
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(failure) => {
+                    println!("FAILED: {failure}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Audit(AuditCommand::Query {
+            source,
+            filter,
+            json,
+        }) => {
+            let dir = audit_dir(&source)?;
+            run_query(&dir, &filter, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_config_errors(errors: &ConfigErrors) {
+    for e in &errors.errors {
+        println!("{}: {e}", errors.source_name);
+    }
+}
+
+fn audit_dir(source: &AuditSource) -> anyhow::Result<std::path::PathBuf> {
+    if let Some(d) = &source.dir {
+        if !d.is_dir() {
+            bail!("{} is not a directory", d.display());
+        }
+        return Ok(d.clone());
+    }
+    let cfg = config::load_default(source.config.as_deref(), &env).map_err(|errors| {
+        anyhow::anyhow!(
+            "{} (run `gatehouse check` for every error)",
+            errors
+                .errors
+                .first()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        )
+    })?;
+    Ok(cfg.audit_dir)
+}
+
+fn run_query(dir: &Path, args: &QueryArgs, json: bool) -> anyhow::Result<()> {
+    let filter = query::Filter {
+        user: args.user.clone(),
+        protocol: args.protocol.clone(),
+        action: args.action.clone(),
+        outcome: args.outcome.clone(),
+        path_prefix: args.path_prefix.clone(),
+        since: args
+            .since
+            .as_deref()
+            .map(query::normalise_time)
+            .transpose()
+            .map_err(anyhow::Error::msg)
+            .context("--since")?,
+        until: args
+            .until
+            .as_deref()
+            .map(query::normalise_time)
+            .transpose()
+            .map_err(anyhow::Error::msg)
+            .context("--until")?,
+        after_seq: None,
+        limit: args.limit,
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if !json {
+        writeln!(
+            out,
+            "{:>6}  {:<27}  {:<5}  {:<12}  {:<8}  {:<7}  {:>10}  PATH / DETAIL",
+            "SEQ", "TIME", "PROTO", "USER", "ACTION", "OUTCOME", "BYTES"
+        )?;
+    }
+    let mut write_err = None;
+    query::query(dir, &filter, |rec, line| {
+        let r = if json {
+            writeln!(out, "{line}")
+        } else {
+            let mut what = rec.path.clone().unwrap_or_default();
+            if let Some(to) = &rec.to {
+                what.push_str(" -> ");
+                what.push_str(to);
+            }
+            if let Some(d) = &rec.detail {
+                if !what.is_empty() {
+                    what.push_str("  ");
+                }
+                what.push('(');
+                what.push_str(d);
+                what.push(')');
+            }
+            writeln!(
+                out,
+                "{:>6}  {:<27}  {:<5}  {:<12}  {:<8}  {:<7}  {:>10}  {}",
+                rec.seq,
+                rec.ts,
+                rec.protocol.as_deref().unwrap_or("-"),
+                rec.user.as_deref().unwrap_or("-"),
+                rec.action,
+                rec.outcome,
+                rec.bytes.map(|b| b.to_string()).unwrap_or_default(),
+                what
+            )
+        };
+        match r {
+            Ok(()) => true,
+            Err(e) => {
+                write_err = Some(e);
+                false
+            }
+        }
+    })
+    .with_context(|| format!("reading {}", dir.display()))?;
+    match write_err {
+        // A closed pipe (`| head`) is a normal way to stop reading.
+        Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Some(e) => Err(e.into()),
+        None => {
+            out.flush()?;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! `gatehouse serve`: the composition root, and the only file in `src/` that knows the
+//! adapters. Config → audit log → backends → core → listeners; then wait for SIGINT/SIGTERM,
+//! stop accepting, let work in flight finish within the grace period, flush the audit log.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::task::JoinSet;
+
+use crate::adapters;
+use crate::audit::{AuditAction, AuditError, AuditEvent, AuditLog, AuditOptions, Outcome};
+use crate::config::{ConfigErrors, ConfigSource, EnvLookup, ValidConfig};
+use crate::core::Core;
+use crate::identity::Identity;
+use crate::shutdown::{self, Shutdown};
+use crate::telemetry::{self, LogFormat};
+use crate::vfs::backend::StorageError;
+use crate::vfs::{Mount, MountTable, Vfs};
+
+/// Default audit rotation size.
+const DEFAULT_ROTATE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Why `serve` stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The config is invalid.
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    /// A directory could not be created.
+    #[error("cannot create {path}: {source}")]
+    StateDir {
+        /// Directory.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The audit log could not be opened or written.
+    #[error("audit log: {0}")]
+    Audit(#[from] AuditError),
+    /// A backend could not be set up.
+    #[error("backend {name}: {source}")]
+    Backend {
+        /// Backend name.
+        name: String,
+        /// Cause.
+        source: StorageError,
+    },
+    /// A listener could not start.
+    #[error("{0}")]
+    Listener(String),
+}
+
+/// Node name for audit records: `gateway.node`, else the host name.
+fn node_name(cfg: &ValidConfig) -> String {
+    cfg.config.gateway.node.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "gatehouse".into())
+    })
+}
+
+fn config_digest(source: &ConfigSource) -> String {
+    let text = match source {
+        ConfigSource::File(p) => std::fs::read(p).unwrap_or_default(),
+        ConfigSource::Demo => crate::config::DEMO_CONFIG.as_bytes().to_vec(),
+    };
+    hex::encode(Sha256::digest(&text))
+}
+
+/// Builds the core: audit log, backends, mounts, identity.
+pub async fn build_core(cfg: ValidConfig) -> Result<(Arc<Core>, Option<String>), ServeError> {
+    let state_dir = &cfg.config.gateway.state_dir;
+    std::fs::create_dir_all(state_dir).map_err(|source| ServeError::StateDir {
+        path: state_dir.display().to_string(),
+        source,
+    })?;
+    let (audit, repair) = AuditLog::open(AuditOptions {
+        dir: cfg.audit_dir.clone(),
+        fsync: cfg.config.audit.fsync,
+        rotate_bytes: cfg
+            .config
+            .audit
+            .rotate_bytes
+            .unwrap_or(DEFAULT_ROTATE_BYTES),
+        node: node_name(&cfg),
+    })?;
+    let mut built = HashMap::new();
+    let mut mounts = Vec::new();
+    for m in &cfg.mounts {
+        let backend = match built.get(&m.backend) {
+            Some(b) => Arc::clone(b),
+            None => {
+                let spec = cfg
+                    .backends
+                    .get(&m.backend)
+                    .ok_or_else(|| ServeError::Backend {
+                        name: m.backend.clone(),
+                        source: StorageError::not_found("not configured"),
+                    })?;
+                let b = adapters::storage::build(spec).map_err(|source| ServeError::Backend {
+                    name: m.backend.clone(),
+                    source,
+                })?;
+                built.insert(m.backend.clone(), Arc::clone(&b));
+                b
+            }
+        };
+        mounts.push(Mount {
+            path: m.path.clone(),
+            backend_name: m.backend.clone(),
+            backend,
+            prefix: m.prefix.clone(),
+        });
+    }
+    let vfs = Vfs::new(MountTable::new(mounts), audit.clone());
+    for u in &cfg.users {
+        if let Err(e) = vfs.ensure_dir_all(&u.home).await {
+            tracing::warn!(user = %u.name, home = %u.home, error = %e, "cannot create the user's home directory");
+        }
+    }
+    let identity = Identity::new(&cfg);
+    let shutdown = Shutdown::new(cfg.shutdown_grace());
+    let core = Arc::new(Core {
+        routes: cfg.routes.clone(),
+        config: cfg,
+        identity,
+        vfs,
+        audit,
+        shutdown,
+    });
+    Ok((core, repair))
+}
+
+async fn record_config(
+    audit: &AuditLog,
+    outcome: Outcome,
+    detail: String,
+) -> Result<(), AuditError> {
+    audit
+        .record(AuditEvent::new(AuditAction::Config, outcome).detail(detail))
+        .await
+        .map(|_| ())
+}
+
+/// Runs the gateway until SIGINT/SIGTERM.
+pub async fn run(
+    config: Option<&Path>,
+    log_format: LogFormat,
+    log_level: &str,
+    env: EnvLookup<'_>,
+) -> Result<(), ServeError> {
+    telemetry::init_logging(log_format, log_level);
+    let source = ConfigSource::find(config);
+    let cfg = source.load(env)?;
+    tracing::info!(config = %source, "configuration loaded");
+    if source == ConfigSource::Demo {
+        tracing::warn!(
+            "running the built-in demo config: users demo/demo and admin/admin, loopback only; write a gatehouse.toml (start from `gatehouse demo-config`) before real use"
+        );
+    }
+    let metrics = telemetry::init_metrics();
+    let (core, repair) = build_core(cfg).await?;
+    if let Some(r) = repair {
+        tracing::warn!("{r}");
+        record_config(&core.audit, Outcome::Error, r).await?;
+    }
+    let listeners = start_listeners(&core, metrics.clone()).await;
+    let mut tasks = match listeners {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = record_config(&core.audit, Outcome::Error, format!("start failed: {e}")).await;
+            let _ = core.audit.close().await;
+            return Err(e);
+        }
+    };
+    record_config(
+        &core.audit,
+        Outcome::Ok,
+        format!(
+            "started {} (config {}, sha256 {})",
+            env!("CARGO_PKG_VERSION"),
+            source,
+            config_digest(&source)
+        ),
+    )
+    .await?;
+    if let Some(m) = metrics.clone() {
+        let token = core.shutdown.token.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = tick.tick() => m.run_upkeep(),
+                }
+            }
+        });
+    }
+
+    tokio::select! {
+        _ = shutdown::signal() => tracing::info!("shutdown requested; finishing work in flight"),
+        Some(_) = tasks.join_next() => tracing::error!("a listener stopped unexpectedly; shutting down"),
+    }
+    core.shutdown.trigger();
+    // Listeners stop accepting at once; their connections get the grace period.
+    let grace = core.shutdown.grace + Duration::from_secs(1);
+    let _ = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    let drained = core.shutdown.drain().await;
+    let detail = if drained {
+        "stopped".to_string()
+    } else {
+        format!(
+            "stopped; work still running after the {}s grace period was cut off",
+            core.shutdown.grace.as_secs()
+        )
+    };
+    // Interrupted uploads record themselves from their drop guards; give them a moment.
+    tasks.abort_all();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    record_config(&core.audit, Outcome::Ok, detail).await?;
+    core.audit.close().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn log_listening(what: &str, addr: SocketAddr, extra: &str) {
+    tracing::info!("{what} listening on {addr}{extra}");
+}
+
+async fn start_listeners(
+    core: &Arc<Core>,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+) -> Result<JoinSet<()>, ServeError> {
+    let mut tasks = JoinSet::new();
+    let l = core.config.listeners.clone();
+    let err = |e: &dyn std::fmt::Display| ServeError::Listener(e.to_string());
+    if let Some(addr) = l.http {
+        let http = adapters::http::bind(core.clone(), addr, metrics.clone())
+            .await
+            .map_err(|e| err(&e))?;
+        let bound = http.local_addr().map_err(|e| err(&e))?;
+        log_listening(if http.is_tls() { "https" } else { "http" }, bound, "");
+        tasks.spawn(http.run());
+    }
+    if let Some(addr) = l.sftp {
+        let sftp = adapters::sftp::bind(core.clone(), addr)
+            .await
+            .map_err(|e| err(&e))?;
+        log_listening("sftp", sftp.local_addr().map_err(|e| err(&e))?, "");
+        tasks.spawn(sftp.run());
+    }
+    if let Some(addr) = l.ftp {
+        let ftp = adapters::ftp::bind(core.clone(), addr)
+            .await
+            .map_err(|e| err(&e))?;
+        let tls = core.config.config.ftp.as_ref().and_then(|f| f.tls.as_ref());
+        let extra = match tls {
+            Some(t) if t.required => " (explicit FTPS required)",
+            Some(_) => " (explicit FTPS available)",
+            None => "",
+        };
+        log_listening("ftp", ftp.local_addr(), extra);
+        tasks.spawn(ftp.run());
+    }
+    if let Some(addr) = l.metrics {
+        let m = adapters::http::bind_metrics(core.clone(), addr, metrics)
+            .await
+            .map_err(|e| err(&e))?;
+        log_listening(
+            "metrics",
+            m.local_addr().map_err(|e| err(&e))?,
+            " (/metrics, no auth)",
+        );
+        tasks.spawn(m.run());
+    }
+    Ok(tasks)
+}

@@ -1,0 +1,37 @@
+//! A logged-in session: who, over which front door, from where. Every file operation and audit
+//! record carries one.
+
+use std::net::SocketAddr;
+
+use crate::identity::{Principal, Protocol};
+
+/// One authenticated connection (SFTP/FTP) or request (HTTP).
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Short random id, the same in every record of the session.
+    pub id: String,
+    /// Front door.
+    pub protocol: Protocol,
+    /// Client address.
+    pub remote: SocketAddr,
+    /// The user.
+    pub principal: Principal,
+}
+
+impl Session {
+    /// A session with a fresh id.
+    pub fn new(protocol: Protocol, remote: SocketAddr, principal: Principal) -> Self {
+        Self {
+            id: new_id(),
+            protocol,
+            remote,
+            principal,
+        }
+    }
+}
+
+/// A fresh session id (16 hex digits of a v4 UUID: unique enough, short in logs).
+pub fn new_id() -> String {
+    let u = uuid::Uuid::new_v4().simple().to_string();
+    u[..16].to_string()
+}

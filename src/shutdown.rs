@@ -1,0 +1,71 @@
+//! Graceful shutdown in one place: a token every listener and connection watches, a tracker of
+//! the tasks still running, and the grace period they get (linkerd's `timeout(grace, drain)`).
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Shared shutdown state.
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    /// Cancelled when shutdown starts.
+    pub token: CancellationToken,
+    /// Connections and transfers in flight.
+    pub tasks: TaskTracker,
+    /// How long they may run on.
+    pub grace: Duration,
+}
+
+impl Shutdown {
+    /// A fresh, running state.
+    pub fn new(grace: Duration) -> Self {
+        Self {
+            token: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            grace,
+        }
+    }
+
+    /// Starts shutdown.
+    pub fn trigger(&self) {
+        self.token.cancel();
+    }
+
+    /// True once shutdown has started.
+    pub fn is_triggered(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// Waits for tracked tasks, at most the grace period. Returns false if some were still
+    /// running when it ran out.
+    pub async fn drain(&self) -> bool {
+        self.tasks.close();
+        tokio::time::timeout(self.grace, self.tasks.wait())
+            .await
+            .is_ok()
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

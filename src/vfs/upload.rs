@@ -1,0 +1,281 @@
+//! `Upload`: one file being written through any front door. It hashes and counts every byte as it
+//! streams, refuses writes that are not at the next offset, and holds the backend's staged write,
+//! so the file appears only at `commit`. Dropped without commit (client gone, shutdown), its guard
+//! aborts the staged write and records `upload error "interrupted"`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use super::Error;
+use super::backend::{Backend, Key, StageMode, StagedWrite};
+use super::path::VPath;
+use crate::audit::{AuditAction, AuditEvent, AuditLog, Outcome};
+use crate::session::Session;
+
+/// How an upload treats an existing file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Create, or replace the existing file at commit.
+    Replace,
+    /// Create; fail if the file exists.
+    CreateNew,
+    /// Keep the existing content up to an offset and continue from there (resume, append).
+    /// `None`: the offset is that of the first write (SFTP open without TRUNC).
+    KeepExisting(Option<u64>),
+}
+
+/// What a committed upload wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    /// Final size of the file.
+    pub size: u64,
+    /// sha256 of the whole file.
+    pub sha256: [u8; 32],
+    /// Whether it replaced an existing file.
+    pub replaced: bool,
+}
+
+enum Stage {
+    /// Not started: waiting for the first write to say where it starts.
+    Pending,
+    /// Writing.
+    Open(Box<dyn StagedWrite>),
+    /// Committed or aborted.
+    Done,
+}
+
+/// A file being written.
+pub struct Upload {
+    audit: AuditLog,
+    session: Session,
+    full: VPath,
+    backend: Arc<dyn Backend>,
+    key: Key,
+    stage: Stage,
+    hasher: Sha256,
+    /// Size of the file so far (kept prefix + written).
+    next_offset: u64,
+    /// Bytes received in this upload.
+    received: u64,
+    /// Size of the existing file, if there was one.
+    existing: Option<u64>,
+    resume: bool,
+    /// Remarks for the audit record's detail.
+    notes: Vec<String>,
+}
+
+impl std::fmt::Debug for Upload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Upload({}, {} bytes)", self.full, self.received)
+    }
+}
+
+impl Upload {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn start(
+        audit: AuditLog,
+        session: Session,
+        full: VPath,
+        backend: Arc<dyn Backend>,
+        key: Key,
+        mode: WriteMode,
+        existing: Option<u64>,
+    ) -> Result<Self, Error> {
+        let resume = backend.capabilities().resume;
+        let mut up = Self {
+            audit,
+            session,
+            full,
+            backend,
+            key,
+            stage: Stage::Pending,
+            hasher: Sha256::new(),
+            next_offset: 0,
+            received: 0,
+            existing,
+            resume,
+            notes: Vec::new(),
+        };
+        match mode {
+            WriteMode::Replace | WriteMode::CreateNew => up.open_at(0).await?,
+            WriteMode::KeepExisting(Some(offset)) => up.open_at(offset).await?,
+            WriteMode::KeepExisting(None) if existing.is_none() => up.open_at(0).await?,
+            WriteMode::KeepExisting(None) => {}
+        }
+        Ok(up)
+    }
+
+    /// Starts the staged write, keeping the existing file's first `offset` bytes.
+    async fn open_at(&mut self, offset: u64) -> Result<(), Error> {
+        if offset == 0 {
+            self.stage = Stage::Open(self.backend.stage(&self.key, StageMode::Create).await?);
+            return Ok(());
+        }
+        if offset > self.existing.unwrap_or(0) {
+            return Err(Error::Unsupported(
+                "write offset beyond the end of the file",
+            ));
+        }
+        if !self.resume {
+            return Err(Error::Unsupported(
+                "resume/append is not supported on this storage (object stores cannot append); upload the whole file",
+            ));
+        }
+        // The whole file's sha256 covers the kept prefix too.
+        let mut prefix = self.backend.read(&self.key, Some(0..offset)).await?;
+        use futures::StreamExt;
+        while let Some(chunk) = prefix.next().await {
+            self.hasher.update(&chunk?);
+        }
+        self.stage = Stage::Open(
+            self.backend
+                .stage(&self.key, StageMode::KeepPrefix(offset))
+                .await?,
+        );
+        self.next_offset = offset;
+        Ok(())
+    }
+
+    /// Adds a remark to the upload's audit record.
+    pub fn note(&mut self, remark: &str) {
+        self.notes.push(remark.to_string());
+    }
+
+    /// The virtual path being written.
+    pub fn path(&self) -> &VPath {
+        &self.full
+    }
+
+    /// Bytes received so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// The offset the next write must have.
+    pub fn next_offset(&self) -> u64 {
+        self.next_offset
+    }
+
+    /// Appends at the current end.
+    pub async fn write(&mut self, data: Bytes) -> Result<(), Error> {
+        let at = self.next_offset;
+        self.write_at(at, data).await
+    }
+
+    /// Writes at `offset`, which must be where the previous write ended (the first write of an
+    /// SFTP resume may start at any offset up to the existing size).
+    pub async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<(), Error> {
+        if matches!(self.stage, Stage::Pending) {
+            self.open_at(offset).await?;
+        }
+        if offset != self.next_offset {
+            return Err(Error::Unsupported(
+                "non-sequential write: this gateway streams uploads and needs writes in order",
+            ));
+        }
+        let Stage::Open(staged) = &mut self.stage else {
+            return Err(Error::Unsupported("upload already finished"));
+        };
+        self.hasher.update(&data);
+        let n = data.len() as u64;
+        staged.write(data).await?;
+        self.next_offset += n;
+        self.received += n;
+        Ok(())
+    }
+
+    /// Makes the file visible, then records the upload. Returns once the record is durable.
+    pub async fn commit(mut self) -> Result<Committed, Error> {
+        let stage = std::mem::replace(&mut self.stage, Stage::Done);
+        let staged = match stage {
+            Stage::Open(s) => Some(s),
+            // Opened without truncation and never written: the file stays as it was.
+            Stage::Pending => None,
+            Stage::Done => return Err(Error::Unsupported("upload already finished")),
+        };
+        let sha256: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
+        let committed = match staged {
+            Some(s) => s.commit(sha256).await.map(|_| Committed {
+                size: self.next_offset,
+                sha256,
+                replaced: self.existing.is_some(),
+            }),
+            None => {
+                return Ok(Committed {
+                    size: self.existing.unwrap_or(0),
+                    sha256,
+                    replaced: false,
+                });
+            }
+        };
+        match committed {
+            Ok(c) => {
+                let mut ev = self.event(Outcome::Ok);
+                ev.sha256 = Some(c.sha256);
+                if c.replaced {
+                    self.notes.insert(0, "replaced".into());
+                }
+                if !self.notes.is_empty() {
+                    ev.detail = Some(self.notes.join("; "));
+                }
+                self.audit.record(ev).await?;
+                Ok(c)
+            }
+            Err(e) => {
+                let err = Error::from(e);
+                let ev = self.event(Outcome::Error).detail(err.to_string());
+                self.audit.record(ev).await?;
+                Err(err)
+            }
+        }
+    }
+
+    /// Throws the upload away and records why.
+    pub async fn abort(mut self, reason: &str) -> Result<(), Error> {
+        if let Stage::Open(s) = std::mem::replace(&mut self.stage, Stage::Done) {
+            s.abort().await;
+        }
+        let ev = self.event(Outcome::Error).detail(reason.to_string());
+        self.audit.record(ev).await?;
+        Ok(())
+    }
+
+    fn event(&self, outcome: Outcome) -> AuditEvent {
+        let mut ev = AuditEvent::for_session(&self.session, AuditAction::Upload, outcome)
+            .path(self.full.as_str());
+        ev.bytes = Some(self.received);
+        // Every upload ends in exactly one event: count it here.
+        crate::telemetry::transfer(
+            self.session.protocol.as_str(),
+            "upload",
+            outcome.as_str(),
+            self.received,
+        );
+        ev
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        let stage = std::mem::replace(&mut self.stage, Stage::Done);
+        // Pending: opened without truncation and never written, so nothing changed.
+        if matches!(stage, Stage::Done | Stage::Pending) {
+            return;
+        }
+        let ev = self.event(Outcome::Error).detail("interrupted");
+        let audit = self.audit.clone();
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        rt.spawn(async move {
+            if let Stage::Open(s) = stage {
+                s.abort().await;
+            }
+            if let Err(e) = audit.record(ev).await {
+                tracing::error!(error = %e, "could not record an interrupted upload");
+            }
+        });
+    }
+}

@@ -1,0 +1,367 @@
+//! FTP and explicit FTPS with real clients against the real binary, on local disk and S3 (moto):
+//! curl (plain and `--ssl-reqd`), lftp (mirror up and down with TLS forced), Python ftplib
+//! (FTP_TLS, REST, error replies), `required = true` refusing plaintext logins, an interrupted
+//! STOR, and a large round trip with the gateway's peak memory checked.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::harness::{Gateway, python, root, run_with_timeout, sha256_file, text, write_random};
+use crate::sftp::{Store, config, inbox, seed};
+
+/// The SFTP tests' config with explicit FTPS added.
+fn tls_config(store: Store, required: bool) -> String {
+    config(store).replace(
+        "passive_host = \"127.0.0.1\"",
+        &format!(
+            "passive_host = \"127.0.0.1\"\n[ftp.tls]\ncert = \"{{fixtures}}/tls/cert.pem\"\nkey = \"{{fixtures}}/tls/key.pem\"\nrequired = {required}"
+        ),
+    )
+}
+
+fn curl(args: &[&str]) -> std::process::Output {
+    run_with_timeout(
+        Command::new("curl")
+            .args(["-sS", "--max-time", "300"])
+            .args(args),
+        Duration::from_secs(320),
+    )
+}
+
+fn curl_round_trip(store: Store, tls: bool) {
+    let gw = Gateway::start(&if tls {
+        tls_config(store, true)
+    } else {
+        config(store)
+    });
+    inbox(&gw, store);
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("cat.csv");
+    write_random(&f, 2_000_000);
+    let url = format!("ftp://127.0.0.1:{}/inbox/cat.csv", gw.ftp);
+    let mut base = vec!["-u", "acme:secret"];
+    if tls {
+        base.extend(["--ssl-reqd", "-k"]);
+    }
+    let out = curl(&[&base[..], &["-T", f.to_str().unwrap(), &url]].concat());
+    assert!(out.status.success(), "{}", text(&out));
+    let back = dir.path().join("back.csv");
+    let out = curl(&[&base[..], &["-o", back.to_str().unwrap(), &url]].concat());
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(sha256_file(&back), sha256_file(&f));
+    // Resumed download (REST) with curl's -C.
+    let part = dir.path().join("part.csv");
+    std::fs::write(&part, &std::fs::read(&f).unwrap()[..500_000]).unwrap();
+    let out = curl(&[&base[..], &["-C", "-", "-o", part.to_str().unwrap(), &url]].concat());
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(sha256_file(&part), sha256_file(&f));
+    // Listing.
+    let out = curl(&[&base[..], &[&format!("ftp://127.0.0.1:{}/inbox/", gw.ftp)]].concat());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("cat.csv"),
+        "{}",
+        text(&out)
+    );
+    let rec = gw
+        .wait_audit(|r| r["action"] == "upload" && r["path"] == "/partners/acme/inbox/cat.csv")
+        .unwrap();
+    assert_eq!(rec["protocol"], "ftp");
+    assert_eq!(rec["bytes"], 2_000_000);
+    assert_eq!(rec["sha256"], sha256_file(&f));
+}
+
+#[test]
+fn curl_ftp_on_disk() {
+    curl_round_trip(Store::Disk, false);
+}
+
+#[test]
+fn curl_ftps_on_disk() {
+    curl_round_trip(Store::Disk, true);
+}
+
+#[test]
+fn curl_ftps_on_s3() {
+    curl_round_trip(Store::S3, true);
+}
+
+#[test]
+fn required_tls_refuses_plaintext_logins() {
+    let gw = Gateway::start(&tls_config(Store::Disk, true));
+    let out = curl(&["-u", "acme:secret", &format!("ftp://127.0.0.1:{}/", gw.ftp)]);
+    assert!(
+        !out.status.success(),
+        "plaintext login must fail: {}",
+        text(&out)
+    );
+    let out = curl(&[
+        "--ssl-reqd",
+        "-k",
+        "-u",
+        "acme:secret",
+        &format!("ftp://127.0.0.1:{}/", gw.ftp),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    // TLS 1.3 and 1.2 both work.
+    let root_url = format!("ftp://127.0.0.1:{}/", gw.ftp);
+    for v in [
+        ["--tlsv1.3", "--tls-max", "1.3"],
+        ["--tlsv1.2", "--tls-max", "1.2"],
+    ] {
+        let out = curl(
+            &[
+                &["--ssl-reqd", "-k", "-u", "acme:secret"][..],
+                &v[..],
+                &[root_url.as_str()][..],
+            ]
+            .concat(),
+        );
+        assert!(out.status.success(), "{v:?}: {}", text(&out));
+    }
+}
+
+fn ftplib(store: Store, tls: bool) {
+    let gw = Gateway::start(&if tls {
+        tls_config(store, true)
+    } else {
+        config(store)
+    });
+    seed(&gw, store, "readonly/seed.txt", b"seed");
+    inbox(&gw, store);
+    let mut cmd = Command::new(python());
+    cmd.arg(root().join("tests/py/ftp_ftplib.py"))
+        .args([&gw.ftp.to_string(), "acme", "secret"]);
+    if tls {
+        cmd.arg("--tls");
+    }
+    if store == Store::S3 {
+        cmd.arg("--s3");
+    }
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(180));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        gw.wait_audit(|r| r["action"] == "login"
+            && r["outcome"] == "denied"
+            && r["protocol"] == "ftp")
+            .is_some()
+    );
+    assert!(
+        gw.wait_audit(|r| r["action"] == "upload"
+            && r["outcome"] == "denied"
+            && r["path"] == "/partners/acme/readonly.bin")
+            .is_some()
+    );
+}
+
+#[test]
+fn ftplib_tls_rest_and_errors_on_disk() {
+    ftplib(Store::Disk, true);
+}
+
+#[test]
+fn ftplib_plain_on_disk() {
+    ftplib(Store::Disk, false);
+}
+
+#[test]
+fn ftplib_tls_rest_and_errors_on_s3() {
+    ftplib(Store::S3, true);
+}
+
+#[test]
+fn lftp_mirrors_both_ways_over_forced_tls() {
+    let gw = Gateway::start(&tls_config(Store::Disk, true));
+    std::fs::create_dir_all(gw.path("data/partners/acme/inbox")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("nested")).unwrap();
+    for i in 0..20 {
+        std::fs::write(
+            src.join(format!("f{i:02}.txt")),
+            format!("file {i}\n").repeat(i + 1),
+        )
+        .unwrap();
+    }
+    write_random(&src.join("nested/big.bin"), 3_000_000);
+    let script = format!(
+        "set ftp:ssl-force yes; set ftp:ssl-protect-data yes; set ssl:verify-certificate no; set net:max-retries 1; set net:timeout 20; \
+         mirror -R {src} inbox/mirror; mirror inbox/mirror {dst}; bye",
+        src = src.display(),
+        dst = dir.path().join("dst").display()
+    );
+    let out = run_with_timeout(
+        Command::new("lftp").args([
+            "-u",
+            "acme,secret",
+            "-e",
+            &script,
+            &format!("ftp://127.0.0.1:{}", gw.ftp),
+        ]),
+        Duration::from_secs(300),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let diff = run_with_timeout(
+        Command::new("diff")
+            .arg("-r")
+            .arg(&src)
+            .arg(dir.path().join("dst")),
+        Duration::from_secs(30),
+    );
+    assert!(
+        diff.status.success(),
+        "mirrored trees differ: {}",
+        text(&diff)
+    );
+}
+
+fn interrupted_stor(store: Store) {
+    let gw = Gateway::start(&config(store));
+    if store == Store::Disk {
+        std::fs::create_dir_all(gw.path("data/partners/acme/inbox")).unwrap();
+    }
+    let out = run_with_timeout(
+        Command::new(python())
+            .arg(root().join("tests/py/ftp_ftplib.py"))
+            .args([
+                &gw.ftp.to_string(),
+                "acme",
+                "secret",
+                "--interrupt",
+                "inbox/cut.bin",
+            ]),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let rec = gw
+        .wait_audit(|r| r["action"] == "upload" && r["path"] == "/partners/acme/inbox/cut.bin")
+        .expect("an upload record");
+    // A data connection that just ends looks like a complete file to FTP (no length is sent);
+    // a reset is a failure and must leave nothing.
+    assert_eq!(rec["outcome"], "error", "{rec}");
+    let (code, _) =
+        crate::http_files::curl(&["-u", "acme:secret", &gw.url("/v1/files/inbox/cut.bin")]);
+    assert_eq!(code, 404);
+}
+
+#[test]
+fn an_interrupted_stor_leaves_nothing_on_disk() {
+    interrupted_stor(Store::Disk);
+}
+
+#[test]
+fn an_interrupted_stor_leaves_nothing_on_s3() {
+    interrupted_stor(Store::S3);
+}
+
+#[test]
+fn a_large_round_trip_keeps_memory_flat() {
+    let mib: u64 = std::env::var("GATEHOUSE_BIG_MIB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1024);
+    let gw = Gateway::start(&tls_config(Store::Disk, false));
+    std::fs::create_dir_all(gw.path("data/partners/acme/inbox")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("big.bin");
+    write_random(&src, mib << 20);
+    let url = format!("ftp://127.0.0.1:{}/inbox/big.bin", gw.ftp);
+    let before = gw.rss_kib();
+    let out = curl(&[
+        "--ssl-reqd",
+        "-k",
+        "-u",
+        "acme:secret",
+        "-T",
+        src.to_str().unwrap(),
+        &url,
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let back = dir.path().join("back.bin");
+    let out = curl(&["-u", "acme:secret", "-o", back.to_str().unwrap(), &url]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(sha256_file(&back), sha256_file(&src));
+    let peak = gw.peak_rss_kib();
+    eprintln!("{mib} MiB FTPS put + FTP get: RSS before {before} KiB, peak {peak} KiB");
+    assert!(
+        peak < before + 150 * 1024,
+        "memory grew with the file: {before} -> {peak} KiB"
+    );
+}
+
+/// The core promise: the same user with the same rules gets the same answer everywhere.
+#[test]
+fn the_same_rules_give_the_same_answers_over_sftp_ftp_and_http() {
+    let gw = Gateway::start(&config(Store::Disk));
+    std::fs::create_dir_all(gw.path("data/partners/acme/inbox")).unwrap();
+    seed(&gw, Store::Disk, "readonly/seed.txt", b"seed");
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("x.txt");
+    std::fs::write(&f, "x").unwrap();
+    let fp = f.to_str().unwrap();
+    // Write outside /inbox: refused by all three.
+    let sftp = curl(&[
+        "-k",
+        "-u",
+        "acme:secret",
+        "-T",
+        fp,
+        &format!("sftp://127.0.0.1:{}/readonly/x.txt", gw.sftp),
+    ]);
+    let ftp = curl(&[
+        "-u",
+        "acme:secret",
+        "-T",
+        fp,
+        &format!("ftp://127.0.0.1:{}/readonly/x.txt", gw.ftp),
+    ]);
+    let (http, _) = crate::http_files::curl(&[
+        "-u",
+        "acme:secret",
+        "-T",
+        fp,
+        &gw.url("/v1/files/readonly/x.txt"),
+    ]);
+    assert!(!sftp.status.success() && !ftp.status.success() && http == 403);
+    // Write inside /inbox: allowed by all three.
+    let sftp = curl(&[
+        "-k",
+        "-u",
+        "acme:secret",
+        "-T",
+        fp,
+        &format!("sftp://127.0.0.1:{}/inbox/s.txt", gw.sftp),
+    ]);
+    let ftp = curl(&[
+        "-u",
+        "acme:secret",
+        "-T",
+        fp,
+        &format!("ftp://127.0.0.1:{}/inbox/f.txt", gw.ftp),
+    ]);
+    let (http, _) = crate::http_files::curl(&[
+        "-u",
+        "acme:secret",
+        "-T",
+        fp,
+        &gw.url("/v1/files/inbox/h.txt"),
+    ]);
+    assert!(sftp.status.success() && ftp.status.success() && http == 201);
+    // Three denied upload records, one per protocol, with the same full path.
+    let denied: Vec<_> = gw
+        .audit()
+        .into_iter()
+        .filter(|r| r["action"] == "upload" && r["outcome"] == "denied")
+        .map(|r| {
+            (
+                r["protocol"].as_str().unwrap().to_string(),
+                r["path"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for p in ["sftp", "ftp", "http"] {
+        assert!(
+            denied.contains(&(p.to_string(), "/partners/acme/readonly/x.txt".to_string())),
+            "{p}: {denied:?}"
+        );
+    }
+}

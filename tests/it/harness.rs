@@ -1,0 +1,459 @@
+//! Test harness: spawns the real `gatehouse` binary on free loopback ports with a config written
+//! from a template, starts real peers (moto S3), runs real clients with timeouts, and reads the
+//! audit log the gateway wrote.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// argon2id of "secret".
+pub const SECRET_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$6f6OAf+JnmCEsToY93LyAw$xY4AkI92+AdnCHgvA5KBShAXkXqbAvabTd86IIufNiM";
+
+/// The binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_gatehouse"))
+}
+
+/// The project root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Where `scripts/install-peers.sh` put the peers.
+pub fn peers_dir() -> PathBuf {
+    std::env::var_os("GATEHOUSE_PEERS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+                .join(".cache/gatehouse-peers")
+        })
+}
+
+/// The peers' Python (paramiko, boto3, moto, requests...).
+pub fn python() -> PathBuf {
+    let p = peers_dir().join("venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/install-peers.sh (the README's test command does)",
+        p.display()
+    );
+    p
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A run of `n` consecutive free ports (for FTP passive mode).
+pub fn free_port_range(n: u16) -> (u16, u16) {
+    for _ in 0..200 {
+        let base = 20000 + (rand_u16() % 30000);
+        let all_free = (base..base + n).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok());
+        if all_free {
+            return (base, base + n - 1);
+        }
+    }
+    panic!("no free port range");
+}
+
+fn rand_u16() -> u16 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    (nanos ^ std::process::id().rotate_left(7)) as u16
+}
+
+/// Waits until something accepts connections on the port.
+pub fn wait_port(port: u16, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// Runs a command to completion with a deadline; kills it if the deadline passes.
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    std::thread::scope(|s| {
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let o = s.spawn(move || read_all(stdout));
+        let e = s.spawn(move || read_all(stderr));
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(st) = child.try_wait().expect("wait") {
+                break st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let st = child.wait().expect("wait");
+                eprintln!("timed out after {timeout:?}: {cmd:?}");
+                break st;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        Output {
+            status,
+            stdout: o.join().unwrap_or_default(),
+            stderr: e.join().unwrap_or_default(),
+        }
+    })
+}
+
+fn read_all<R: std::io::Read>(r: Option<R>) -> Vec<u8> {
+    let mut v = Vec::new();
+    if let Some(mut r) = r {
+        let _ = r.read_to_end(&mut v);
+    }
+    v
+}
+
+/// Runs a command, feeding `stdin`, with a deadline.
+pub fn run_stdin(cmd: &mut Command, stdin: &[u8], timeout: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    if let Some(mut i) = child.stdin.take() {
+        let _ = i.write_all(stdin);
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// Text of an output, for assertion messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A running gateway.
+pub struct Gateway {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub http: u16,
+    pub sftp: u16,
+    pub ftp: u16,
+    pub pasv: (u16, u16),
+    pub config_path: PathBuf,
+}
+
+/// Placeholders a config template may use: `{dir}` (the gateway's working directory),
+/// `{http}`, `{sftp}`, `{ftp}`, `{pasv_lo}`, `{pasv_hi}`, `{secret_hash}` (argon2 of
+/// "secret"), `{fixtures}`, `{s3}` (moto endpoint; starts moto).
+pub fn render(
+    template: &str,
+    dir: &Path,
+    http: u16,
+    sftp: u16,
+    ftp: u16,
+    pasv: (u16, u16),
+) -> String {
+    let mut s = template
+        .replace("{dir}", &dir.display().to_string())
+        .replace("{http}", &http.to_string())
+        .replace("{sftp}", &sftp.to_string())
+        .replace("{ftp}", &ftp.to_string())
+        .replace("{pasv_lo}", &pasv.0.to_string())
+        .replace("{pasv_hi}", &pasv.1.to_string())
+        .replace("{secret_hash}", SECRET_HASH)
+        .replace("{fixtures}", &root().join("fixtures").display().to_string());
+    if s.contains("{s3}") {
+        s = s.replace("{s3}", &moto().endpoint);
+    }
+    s
+}
+
+impl Gateway {
+    /// Writes the config and starts `gatehouse serve`; waits until every configured port
+    /// accepts connections.
+    pub fn start(template: &str) -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (http, sftp, ftp) = (free_port(), free_port(), free_port());
+        let pasv = if template.contains("{pasv_lo}") {
+            free_port_range(16)
+        } else {
+            (0, 0)
+        };
+        let config = render(template, dir.path(), http, sftp, ftp, pasv);
+        let config_path = dir.path().join("gatehouse.toml");
+        std::fs::write(&config_path, &config).expect("write config");
+        let log = std::fs::File::create(dir.path().join("gatehouse.log")).expect("log file");
+        let child = Command::new(bin())
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .current_dir(dir.path())
+            .env("RUST_LOG", "info,gatehouse=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn gatehouse");
+        let mut gw = Gateway {
+            child: Some(child),
+            dir,
+            http,
+            sftp,
+            ftp,
+            pasv,
+            config_path,
+        };
+        let ports: Vec<u16> = [("{http}", http), ("{sftp}", sftp), ("{ftp}", ftp)]
+            .into_iter()
+            .filter(|(k, _)| template.contains(k))
+            .map(|(_, p)| p)
+            .collect();
+        for p in ports {
+            if !wait_port(p, Duration::from_secs(30)) {
+                let log = gw.log();
+                gw.kill();
+                panic!("gateway did not listen on {p}; log:\n{log}");
+            }
+        }
+        gw
+    }
+
+    /// The gateway's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gatehouse.log")).unwrap_or_default()
+    }
+
+    /// Base URL of the HTTP listener.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Peak resident memory so far, in KiB (VmHWM).
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Current resident memory, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The audit directory (default layout: `<dir>/var/audit`).
+    pub fn audit_dir(&self) -> PathBuf {
+        self.dir.path().join("var/audit")
+    }
+
+    /// Every audit record written so far.
+    pub fn audit(&self) -> Vec<serde_json::Value> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.audit_dir())
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.retain(|p| p.extension().is_some_and(|e| e == "jsonl"));
+        files.sort();
+        let mut out = Vec::new();
+        for f in files {
+            let file = std::fs::File::open(f).expect("open audit");
+            for line in BufReader::new(file).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str(&line) {
+                    out.push(v);
+                }
+            }
+        }
+        out
+    }
+
+    /// Waits (up to 5 s) for an audit record matching `pred`, returning it.
+    pub fn wait_audit(
+        &self,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> Option<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(r) = self.audit().into_iter().find(|r| pred(r)) {
+                return Some(r);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Some(st) = child.try_wait().expect("wait") {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("gateway did not stop within 40 s after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// A file under the gateway's working directory.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- gateway log\n{}", self.log());
+        }
+        self.kill();
+    }
+}
+
+/// A moto S3 server for the whole test run.
+pub struct Moto {
+    pub endpoint: String,
+    _child: std::sync::Mutex<Child>,
+}
+
+/// Starts (once) moto's S3 server; it stops when the test process exits.
+pub fn moto() -> &'static Moto {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    MOTO.get_or_init(|| {
+        let port = free_port();
+        let mut child = Command::new(python())
+            .arg(root().join("tests/py/moto_server.py"))
+            .arg(port.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto");
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            let _ = BufReader::new(out).read_line(&mut line);
+        }
+        assert!(
+            wait_port(port, Duration::from_secs(30)),
+            "moto did not start"
+        );
+        Moto {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            _child: std::sync::Mutex::new(child),
+        }
+    })
+}
+
+/// Creates a bucket on moto (it does not check signatures, so a plain PUT does).
+pub fn make_bucket(name: &str) {
+    let m = moto();
+    let out = run_with_timeout(
+        Command::new("curl").args(["-sf", "-X", "PUT", &format!("{}/{name}", m.endpoint)]),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "create bucket: {}", text(&out));
+}
+
+/// A bucket name unique to this test run.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid_like())
+}
+
+fn uuid_like() -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{:x}{:x}", n, std::process::id())
+}
+
+/// Writes `size` bytes of pseudo-random data to `path`, streaming.
+pub fn write_random(path: &Path, size: u64) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ size;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut left = size;
+    while left > 0 {
+        for chunk in buf.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let b = x.to_le_bytes();
+            chunk.copy_from_slice(&b[..chunk.len()]);
+        }
+        let n = left.min(buf.len() as u64) as usize;
+        f.write_all(&buf[..n]).expect("write");
+        left -= n as u64;
+    }
+    f.flush().expect("flush");
+}
+
+/// sha256 of a file, hex.
+pub fn sha256_file(path: &Path) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    let mut f = std::fs::File::open(path).expect("open");
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = std::io::Read::read(&mut f, &mut buf).expect("read");
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    hex::encode(h.finalize())
+}

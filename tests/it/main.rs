@@ -1,0 +1,14 @@
+//! One integration test binary: drives the real `gatehouse` binary (and, for backend
+//! conformance and audit-chain tests, the library) with real clients and servers.
+
+// Test helpers outside #[test] functions: a failed unwrap is a failed test, which is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod audit;
+mod backend;
+mod cli;
+mod ftp;
+mod harness;
+mod http_files;
+mod proxy;
+mod sftp;
