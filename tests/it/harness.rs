@@ -45,32 +45,42 @@ pub fn python() -> PathBuf {
     p
 }
 
-/// A port nobody listens on right now.
+/// Ports are handed out by one process-wide counter in 12000..32000: below Linux's ephemeral
+/// range (32768+), so outgoing client sockets never take them, and never twice in one test run,
+/// so concurrent tests cannot be given overlapping ports or passive ranges.
+static NEXT_PORT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+const PORT_LO: u32 = 12000;
+const PORT_HI: u32 = 32000;
+
+fn take_ports(n: u16) -> Option<u16> {
+    use std::sync::atomic::Ordering;
+    // Start at a pid-derived offset so two test binaries running at once rarely meet.
+    let _ = NEXT_PORT.compare_exchange(
+        0,
+        PORT_LO + (std::process::id() * 997) % (PORT_HI - PORT_LO - 2000),
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    let base = NEXT_PORT.fetch_add(u32::from(n), Ordering::SeqCst);
+    let base = PORT_LO + (base - PORT_LO) % (PORT_HI - PORT_LO - u32::from(n));
+    let base = u16::try_from(base).ok()?;
+    let all_free = (base..base + n).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok());
+    all_free.then_some(base)
+}
+
+/// A port nobody listens on right now, never handed out before in this run.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    (0..2000)
+        .find_map(|_| take_ports(1))
+        .expect("no free port in 12000..32000")
 }
 
 /// A run of `n` consecutive free ports (for FTP passive mode).
 pub fn free_port_range(n: u16) -> (u16, u16) {
-    for _ in 0..200 {
-        let base = 20000 + (rand_u16() % 30000);
-        let all_free = (base..base + n).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok());
-        if all_free {
-            return (base, base + n - 1);
-        }
-    }
-    panic!("no free port range");
-}
-
-fn rand_u16() -> u16 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    (nanos ^ std::process::id().rotate_left(7)) as u16
+    let base = (0..500)
+        .find_map(|_| take_ports(n))
+        .expect("no free port range in 12000..32000");
+    (base, base + n - 1)
 }
 
 /// Waits until something accepts connections on the port.
@@ -202,6 +212,20 @@ impl Gateway {
     /// Writes the config and starts `gatehouse serve`; waits until every configured port
     /// accepts connections.
     pub fn start(template: &str) -> Gateway {
+        // Another process on the machine can take a port between our check and the gateway's
+        // bind; that is the test's race, not the gateway's failure, so try fresh ports.
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Self::try_start(template) {
+                Ok(gw) => return gw,
+                Err(log) if log.contains("in use") => last = log,
+                Err(log) => panic!("gateway did not start; log:\n{log}"),
+            }
+        }
+        panic!("gateway could not bind fresh ports three times; log:\n{last}");
+    }
+
+    fn try_start(template: &str) -> Result<Gateway, String> {
         let dir = tempfile::tempdir().expect("tempdir");
         let (http, sftp, ftp) = (free_port(), free_port(), free_port());
         let pasv = if template.contains("{pasv_lo}") {
@@ -236,14 +260,21 @@ impl Gateway {
             .filter(|(k, _)| template.contains(k))
             .map(|(_, p)| p)
             .collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
         for p in ports {
-            if !wait_port(p, Duration::from_secs(30)) {
+            while Instant::now() < deadline && !wait_port(p, Duration::from_millis(100)) {
+                let exited = gw.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+                if exited.is_some() {
+                    break;
+                }
+            }
+            if !wait_port(p, Duration::from_millis(50)) {
                 let log = gw.log();
                 gw.kill();
-                panic!("gateway did not listen on {p}; log:\n{log}");
+                return Err(format!("did not listen on {p}\n{log}"));
             }
         }
-        gw
+        Ok(gw)
     }
 
     /// The gateway's log so far.
