@@ -11,6 +11,8 @@ FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 # Dependencies first, so source edits do not rebuild them.
 COPY Cargo.toml Cargo.lock ./
+# The patched libunftp (see vendor/README.md) is a path dependency: cargo fetch needs it.
+COPY vendor vendor
 RUN mkdir -p src adapters config \
     && echo 'fn main() {}' > src/main.rs && touch src/lib.rs adapters/mod.rs config/demo.toml \
     && cargo fetch --locked

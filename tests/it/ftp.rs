@@ -154,6 +154,18 @@ fn ftplib(store: Store, tls: bool) {
 }
 
 #[test]
+fn auth_tls_under_a_burst_of_clients_never_garbles_the_handshake() {
+    let gw = Gateway::start(&tls_config(Store::Disk, true));
+    let out = run_with_timeout(
+        Command::new(python())
+            .arg(root().join("tests/py/ftp_ftplib.py"))
+            .args([&gw.ftp.to_string(), "acme", "secret", "--auth-storm", "200"]),
+        Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "{}\n{}", text(&out), gw.log());
+}
+
+#[test]
 fn ftplib_tls_rest_and_errors_on_disk() {
     ftplib(Store::Disk, true);
 }
@@ -234,7 +246,7 @@ fn interrupted_stor(store: Store) {
     assert!(out.status.success(), "{}", text(&out));
     let rec = gw
         .wait_audit(|r| r["action"] == "upload" && r["path"] == "/partners/acme/inbox/cut.bin")
-        .expect("an upload record");
+        .unwrap_or_else(|| panic!("no upload record; gateway log:\n{}", gw.log()));
     // A data connection that just ends looks like a complete file to FTP (no length is sent);
     // a reset is a failure and must leave nothing.
     assert_eq!(rec["outcome"], "error", "{rec}");

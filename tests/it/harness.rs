@@ -338,12 +338,13 @@ impl Gateway {
         out
     }
 
-    /// Waits (up to 5 s) for an audit record matching `pred`, returning it.
+    /// Waits (up to 20 s: CI machines under a full parallel run can be several times slower) for
+    /// an audit record matching `pred`, returning it.
     pub fn wait_audit(
         &self,
         pred: impl Fn(&serde_json::Value) -> bool,
     ) -> Option<serde_json::Value> {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(r) = self.audit().into_iter().find(|r| pred(r)) {
                 return Some(r);

@@ -60,6 +60,25 @@ def main():
     args = sys.argv[4:]
     tls, s3 = "--tls" in args, "--s3" in args
 
+    if "--auth-storm" in args:
+        # Many clients that start the TLS handshake the moment they read 234: each must get a
+        # working TLS control channel (libunftp raced this; see vendor/README.md).
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(_):
+            ftp = ftplib.FTP_TLS()
+            ftp.connect("127.0.0.1", port, timeout=30)
+            ftp.auth()
+            reply = ftp.sendcmd("NOOP")
+            ftp.quit()
+            return reply
+
+        with ThreadPoolExecutor(8) as pool:
+            replies = list(pool.map(one, range(int(args[args.index("--auth-storm") + 1]))))
+        assert all(r.startswith("200") for r in replies), replies
+        print(f"{len(replies)} TLS control channels")
+        return
+
     if "--interrupt" in args:
         path = args[args.index("--interrupt") + 1]
         ftp = connect(port, user, password, tls)
