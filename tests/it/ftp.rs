@@ -244,12 +244,21 @@ fn interrupted_stor(store: Store) {
         Duration::from_secs(60),
     );
     assert!(out.status.success(), "{}", text(&out));
-    let rec = gw
-        .wait_audit(|r| r["action"] == "upload" && r["path"] == "/partners/acme/inbox/cut.bin")
-        .unwrap_or_else(|| panic!("no upload record; gateway log:\n{}", gw.log()));
-    // A data connection that just ends looks like a complete file to FTP (no length is sent);
-    // a reset is a failure and must leave nothing.
-    assert_eq!(rec["outcome"], "error", "{rec}");
+    let rec =
+        gw.wait_audit(|r| r["action"] == "upload" && r["path"] == "/partners/acme/inbox/cut.bin");
+    match rec {
+        // A data connection that just ends looks like a complete file to FTP (no length is
+        // sent); a reset is a failure and must leave nothing.
+        Some(rec) => assert_eq!(rec["outcome"], "error", "{rec}"),
+        // On a loaded machine the reset can land before libunftp has even looked at the data
+        // socket: it drops the transfer without calling the storage, so there is no upload to
+        // record. Nothing may be left behind either way.
+        None => assert!(
+            gw.log().contains("Couldn't determine data channel address"),
+            "no upload record; gateway log:\n{}",
+            gw.log()
+        ),
+    }
     let (code, _) =
         crate::http_files::curl(&["-u", "acme:secret", &gw.url("/v1/files/inbox/cut.bin")]);
     assert_eq!(code, 404);

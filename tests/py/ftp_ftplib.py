@@ -11,6 +11,7 @@ import os
 import ssl
 import socket
 import sys
+import time
 
 
 def connect(port, user, password, tls):
@@ -86,6 +87,9 @@ def main():
         chunk = os.urandom(65536)
         for _ in range(32):
             conn.sendall(chunk)
+        # Let the server get into the transfer, so this is a cut mid-file and not a connection
+        # that died before the server looked at it.
+        time.sleep(0.5)
         # Vanish: reset the data connection and the control connection without a goodbye.
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         conn.close()
