@@ -25,21 +25,47 @@ pub(crate) fn router() -> Router<AppState> {
 }
 
 /// Query parameters of `/v1/audit`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AuditParams {
+    /// Records of this user.
     user: Option<String>,
+    /// `sftp`, `ftp` or `http`.
+    #[param(pattern = "^(sftp|ftp|http)$")]
     protocol: Option<String>,
+    /// `login`, `logout`, `upload`, `download`, `delete`, `mkdir`, `rmdir`, `rename`, `list`,
+    /// `proxy` or `config`.
+    #[param(pattern = "^(login|logout|upload|download|delete|mkdir|rmdir|rename|list|proxy|config)$")]
     action: Option<String>,
+    /// `ok`, `denied` or `error`.
+    #[param(pattern = "^(ok|denied|error)$")]
     outcome: Option<String>,
+    /// Records whose path starts with this.
     path_prefix: Option<String>,
+    /// RFC 3339; records at or after it.
     since: Option<String>,
+    /// RFC 3339; records before it.
     until: Option<String>,
+    /// The last `seq` of the previous page.
     after_seq: Option<u64>,
+    /// Records per page (default 1000, at most 10000).
+    #[param(maximum = 10000)]
     limit: Option<usize>,
 }
 
-async fn audit(
+/// Audit records matching the filters, oldest first, as JSON Lines (one `AuditRecord` per
+/// line), streamed. Operators only.
+#[utoipa::path(get, path = "/v1/audit", tag = "operators",
+    params(AuditParams),
+    responses(
+        (status = 200, description = "JSON Lines: one AuditRecord per line", content_type = "application/x-ndjson", body = super::openapi::AuditRecord),
+        (status = 400, description = "A filter is malformed", body = super::ErrorBody),
+        (status = 401, description = "No credentials, or refused ones", body = super::ErrorBody),
+        (status = 403, description = "Not an operator", body = super::ErrorBody),
+    ),
+    security(("basic" = []), ("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn audit(
     State(state): State<AppState>,
     Operator(_op): Operator,
     params: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,

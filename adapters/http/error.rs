@@ -96,9 +96,21 @@ impl From<vfs::Error> for ApiError {
     }
 }
 
+/// The JSON body of every error the gateway itself answers.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Stable machine-readable code (`not_found`, `forbidden`, `invalid_path`, ...).
+    pub error: &'static str,
+    /// What went wrong, for people. Never an internal path or backend detail.
+    pub message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.code, "message": self.message });
+        let body = ErrorBody {
+            error: self.code,
+            message: self.message,
+        };
         let mut resp = (self.status, Json(body)).into_response();
         for (k, v) in self.headers {
             resp.headers_mut().append(k, v);

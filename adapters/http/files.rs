@@ -23,9 +23,46 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
 use super::auth::Authenticated;
 use super::ops::RouteLabel;
-use super::{ApiError, AppState};
+use super::openapi::{CommonErrors, DownloadHeaders, FilePath, PostParams, UploadHeaders};
+use super::{ApiError, AppState, ErrorBody};
 use crate::session::Session;
 use crate::vfs::{self, Entry, VPath, WriteMode};
+
+/// One entry of a directory listing.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ListEntry {
+    /// The entry's name within the directory.
+    name: String,
+    /// `file` or `dir`.
+    #[serde(rename = "type")]
+    #[schema(pattern = "^(file|dir)$")]
+    kind: &'static str,
+    /// Size in bytes (0 for directories).
+    size: u64,
+    /// Last modification, RFC 3339 UTC, when the backend knows it.
+    modified: Option<String>,
+}
+
+/// What a PUT that created a file stored (the same facts come as `X-Gatehouse-*` headers).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct PutResult {
+    /// The file's path in the caller's view.
+    path: String,
+    /// Bytes stored.
+    size: u64,
+    /// Hex sha256 of the bytes stored, computed while they streamed.
+    sha256: String,
+}
+
+/// The result of `POST ?op=mkdir` (`to` is absent) or `POST ?op=rename` (`to` is the new path).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct OpResult {
+    /// The path the operation acted on.
+    path: String,
+    /// The rename target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<String>,
+}
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -92,15 +129,7 @@ async fn dispatch(state: &AppState, s: &Session, req: Request) -> Result<Respons
             }
             put(vfs, s, &path, req).await
         }
-        Method::DELETE => {
-            let entry = vfs.stat(s, &path).await?;
-            if entry.is_dir() {
-                vfs.rmdir(s, &path).await?;
-            } else {
-                vfs.delete(s, &path).await?;
-            }
-            Ok(StatusCode::NO_CONTENT.into_response())
-        }
+        Method::DELETE => delete(vfs, s, &path).await,
         Method::POST => {
             let uri = req.uri().clone();
             post(vfs, s, &path, &uri).await
@@ -190,6 +219,27 @@ fn content_type(path: &VPath) -> String {
         .to_string()
 }
 
+#[utoipa::path(
+    method(get, head),
+    path = "/v1/files/{path}",
+    tag = "files",
+    params(FilePath, DownloadHeaders),
+    responses(
+        (status = 200, description = "The file (a directory path answers with its listing)", content_type = "application/octet-stream", body = [u8],
+            headers(
+                ("ETag" = String, description = "Entity tag; use with If-None-Match / If-Match / If-Range"),
+                ("Last-Modified" = String),
+                ("Repr-Digest" = String, description = "`sha-256=:<base64>:` when the gateway knows the file's sha256"),
+                ("Accept-Ranges" = String),
+            )),
+        (status = 206, description = "The requested byte range", content_type = "application/octet-stream", body = [u8]),
+        (status = 304, description = "Not modified (If-None-Match / If-Modified-Since)"),
+        (status = 416, description = "The range is outside the file", body = ErrorBody),
+        CommonErrors,
+    ),
+    security(("basic" = []), ("bearer" = []), ("api_key" = [])),
+)]
+/// Download a file (streamed; one `bytes=` range).
 async fn get(
     vfs: &vfs::Vfs,
     s: &Session,
@@ -312,15 +362,26 @@ async fn get(
     Ok((status, headers, Body::from_stream(stream)).into_response())
 }
 
-fn rfc3339(t: Option<SystemTime>) -> serde_json::Value {
+fn rfc3339(t: Option<SystemTime>) -> Option<String> {
     t.and_then(|t| {
         time::OffsetDateTime::from(t)
             .format(&time::format_description::well_known::Rfc3339)
             .ok()
     })
-    .map_or(serde_json::Value::Null, serde_json::Value::String)
 }
 
+#[utoipa::path(
+    method(get, head),
+    path = "/v1/files/{path}/",
+    tag = "files",
+    params(FilePath),
+    responses(
+        (status = 200, description = "The directory's entries (streamed). `GET /v1/files/` lists the home.", body = Vec<ListEntry>),
+        CommonErrors,
+    ),
+    security(("basic" = []), ("bearer" = []), ("api_key" = [])),
+)]
+/// List a directory.
 async fn list(vfs: &vfs::Vfs, s: &Session, path: &VPath, head: bool) -> Result<Response, ApiError> {
     let entries = vfs.list(s, path).await?;
     let headers = [
@@ -333,12 +394,13 @@ async fn list(vfs: &vfs::Vfs, s: &Session, path: &VPath, head: bool) -> Result<R
     // Streamed as it is read, so a directory of a million objects needs no memory for it.
     let items = entries.enumerate().map(|(i, e)| {
         e.map(|e| {
-            let json = serde_json::json!({
-                "name": e.name,
-                "type": if e.is_dir() { "dir" } else { "file" },
-                "size": e.size,
-                "modified": rfc3339(e.modified),
-            });
+            let json = serde_json::to_string(&ListEntry {
+                kind: if e.is_dir() { "dir" } else { "file" },
+                size: e.size,
+                modified: rfc3339(e.modified),
+                name: e.name,
+            })
+            .unwrap_or_default();
             let sep = if i == 0 { "" } else { "," };
             Bytes::from(format!("{sep}{json}"))
         })
@@ -351,6 +413,23 @@ async fn list(vfs: &vfs::Vfs, s: &Session, path: &VPath, head: bool) -> Result<R
     Ok((StatusCode::OK, headers, Body::from_stream(body)).into_response())
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/files/{path}",
+    tag = "files",
+    params(FilePath, UploadHeaders),
+    request_body(content = [u8], content_type = "application/octet-stream", description = "The file's bytes, streamed"),
+    responses(
+        (status = 201, description = "Created", body = PutResult, headers(("Location" = String), ("Repr-Digest" = String))),
+        (status = 204, description = "Replaced an existing file (no body: the same facts are in the headers)",
+            headers(("X-Gatehouse-Path" = String), ("X-Gatehouse-Size" = u64), ("X-Gatehouse-Sha256" = String), ("Repr-Digest" = String))),
+        (status = 409, description = "The path is a directory", body = ErrorBody),
+        (status = 412, description = "If-Match or If-None-Match failed", body = ErrorBody),
+        CommonErrors,
+    ),
+    security(("basic" = []), ("bearer" = []), ("api_key" = [])),
+)]
+/// Upload a file: streamed, atomic (visible only when complete).
 async fn put(
     vfs: &vfs::Vfs,
     s: &Session,
@@ -444,7 +523,11 @@ async fn put(
     }
     let loc: String = format!("/v1/files{}", utf8_percent_encode_path(path.as_str()));
     set(&mut h, header::LOCATION, &loc);
-    let body = serde_json::json!({"path": path.as_str(), "size": c.size, "sha256": sha});
+    let body = PutResult {
+        path: path.as_str().to_string(),
+        size: c.size,
+        sha256: sha,
+    };
     Ok((StatusCode::CREATED, h, axum::Json(body)).into_response())
 }
 
@@ -458,6 +541,43 @@ fn utf8_percent_encode_path(p: &str) -> String {
     percent_encoding::utf8_percent_encode(p, SEG).to_string()
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/files/{path}",
+    tag = "files",
+    params(FilePath),
+    responses(
+        (status = 204, description = "Deleted (a file, or an empty directory)"),
+        (status = 409, description = "The directory is not empty", body = ErrorBody),
+        CommonErrors,
+    ),
+    security(("basic" = []), ("bearer" = []), ("api_key" = [])),
+)]
+/// Delete a file or an empty directory.
+async fn delete(vfs: &vfs::Vfs, s: &Session, path: &VPath) -> Result<Response, ApiError> {
+    let entry = vfs.stat(s, path).await?;
+    if entry.is_dir() {
+        vfs.rmdir(s, path).await?;
+    } else {
+        vfs.delete(s, path).await?;
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/files/{path}",
+    tag = "files",
+    params(FilePath, PostParams),
+    responses(
+        (status = 201, description = "Directory created (`op=mkdir`)", body = OpResult),
+        (status = 200, description = "Renamed (`op=rename`)", body = OpResult),
+        (status = 409, description = "The target exists (rename without `overwrite`, or mkdir of an existing path)", body = ErrorBody),
+        CommonErrors,
+    ),
+    security(("basic" = []), ("bearer" = []), ("api_key" = [])),
+)]
+/// Make a directory (`?op=mkdir`) or rename (`?op=rename&to=<path>[&overwrite=true]`).
 async fn post(
     vfs: &vfs::Vfs,
     s: &Session,
@@ -469,22 +589,22 @@ async fn post(
     match param("op") {
         Some("mkdir") => {
             vfs.mkdir(s, path).await?;
-            Ok((
-                StatusCode::CREATED,
-                axum::Json(serde_json::json!({"path": path.as_str()})),
-            )
-                .into_response())
+            let body = OpResult {
+                path: path.as_str().to_string(),
+                to: None,
+            };
+            Ok((StatusCode::CREATED, axum::Json(body)).into_response())
         }
         Some("rename") => {
             let to = param("to").ok_or_else(|| ApiError::bad_request("rename needs ?to=<path>"))?;
             let to = VPath::parse(to).map_err(|e| ApiError::from(vfs::Error::InvalidPath(e)))?;
             let overwrite = matches!(param("overwrite"), Some("true" | "1"));
             vfs.rename(s, path, &to, !overwrite).await?;
-            Ok((
-                StatusCode::OK,
-                axum::Json(serde_json::json!({"path": path.as_str(), "to": to.as_str()})),
-            )
-                .into_response())
+            let body = OpResult {
+                path: path.as_str().to_string(),
+                to: Some(to.as_str().to_string()),
+            };
+            Ok((StatusCode::OK, axum::Json(body)).into_response())
         }
         Some(other) => Err(ApiError::bad_request(format!(
             "unknown op {other:?} (mkdir or rename)"

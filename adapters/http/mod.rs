@@ -7,6 +7,7 @@ mod audit_api;
 mod auth;
 mod error;
 mod files;
+mod openapi;
 mod ops;
 mod proxy;
 
@@ -25,7 +26,7 @@ use tower::ServiceExt;
 
 use crate::core::Core;
 use crate::limits::ConnLimiter;
-pub use error::ApiError;
+pub use error::{ApiError, ErrorBody};
 
 /// Largest request head accepted (headers plus request line).
 const MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -142,6 +143,7 @@ fn build_router(state: AppState) -> Router {
         .merge(ops::router())
         .merge(files::router())
         .merge(audit_api::router())
+        .merge(openapi::router())
         .fallback(proxy::handle)
         .with_state(state)
         .layer(

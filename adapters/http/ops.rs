@@ -39,14 +39,23 @@ pub(crate) fn metrics_only_router(handle: Option<PrometheusHandle>) -> Router {
     )
 }
 
-async fn healthz() -> impl IntoResponse {
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "Alive", body = super::openapi::Status)))]
+pub(crate) async fn healthz() -> impl IntoResponse {
     (
         [(header::CACHE_CONTROL, "no-store")],
         axum::Json(serde_json::json!({"status": "ok"})),
     )
 }
 
-async fn readyz(State(state): State<AppState>) -> Response {
+/// Readiness: every storage backend answers and the gateway is not shutting down.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = super::openapi::Status),
+        (status = 503, description = "A backend is unreachable, or shutting down", body = super::openapi::Status),
+    ))]
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     let bad = state.core.vfs.unready_backends().await;
     let (status, body) = if bad.is_empty() && !state.core.shutdown.is_triggered() {
         (StatusCode::OK, serde_json::json!({"status": "ready"}))
@@ -69,7 +78,15 @@ async fn readyz(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn metrics(State(state): State<AppState>, _op: Operator) -> Response {
+/// Prometheus metrics (operators only; or unauthenticated on `metrics_listen`).
+#[utoipa::path(get, path = "/metrics", tag = "operators",
+    responses(
+        (status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String),
+        (status = 401, description = "No credentials, or refused ones", body = super::ErrorBody),
+        (status = 403, description = "Not an operator", body = super::ErrorBody),
+    ),
+    security(("basic" = []), ("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn metrics(State(state): State<AppState>, _op: Operator) -> Response {
     render(state.metrics.as_ref())
 }
 
