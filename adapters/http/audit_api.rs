@@ -36,7 +36,9 @@ pub(crate) struct AuditParams {
     protocol: Option<String>,
     /// `login`, `logout`, `upload`, `download`, `delete`, `mkdir`, `rmdir`, `rename`, `list`,
     /// `proxy` or `config`.
-    #[param(pattern = "^(login|logout|upload|download|delete|mkdir|rmdir|rename|list|proxy|config)$")]
+    #[param(
+        pattern = "^(login|logout|upload|download|delete|mkdir|rmdir|rename|list|proxy|config)$"
+    )]
     action: Option<String>,
     /// `ok`, `denied` or `error`.
     #[param(pattern = "^(ok|denied|error)$")]
@@ -44,8 +46,10 @@ pub(crate) struct AuditParams {
     /// Records whose path starts with this.
     path_prefix: Option<String>,
     /// RFC 3339; records at or after it.
+    #[param(format = DateTime)]
     since: Option<String>,
     /// RFC 3339; records before it.
+    #[param(format = DateTime)]
     until: Option<String>,
     /// The last `seq` of the previous page.
     after_seq: Option<u64>,

@@ -22,8 +22,8 @@ use futures::StreamExt;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
 use super::auth::Authenticated;
-use super::ops::RouteLabel;
 use super::openapi::{CommonErrors, DownloadHeaders, FilePath, PostParams, UploadHeaders};
+use super::ops::RouteLabel;
 use super::{ApiError, AppState, ErrorBody};
 use crate::session::Session;
 use crate::vfs::{self, Entry, VPath, WriteMode};
@@ -206,6 +206,15 @@ fn parse_range(value: &str, size: u64) -> Result<Option<Range<u64>>, ()> {
     Ok(Some(range))
 }
 
+/// A request header's value, or `None` when it is absent, not text, or blank (`If-Match:` with
+/// no value is treated as not sent rather than as a list that matches nothing).
+fn header_value(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
 fn set(h: &mut HeaderMap, name: header::HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         h.insert(name, v);
@@ -225,7 +234,8 @@ fn content_type(path: &VPath) -> String {
     tag = "files",
     params(FilePath, DownloadHeaders),
     responses(
-        (status = 200, description = "The file (a directory path answers with its listing)", content_type = "application/octet-stream", body = [u8],
+        (status = 200, description = "The file; a directory's path answers with its listing",
+            content(([u8] = "application/octet-stream"), (Vec<ListEntry> = "application/json")),
             headers(
                 ("ETag" = String, description = "Entity tag; use with If-None-Match / If-Match / If-Range"),
                 ("Last-Modified" = String),
@@ -272,15 +282,10 @@ async fn get(
         );
     }
     // Conditional GET: If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2).
-    let not_modified = match req_headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-    {
+    let not_modified = match header_value(req_headers, header::IF_NONE_MATCH) {
         Some(list) => etag_matches(list, etag.as_deref()),
         None => match (
-            req_headers
-                .get(header::IF_MODIFIED_SINCE)
-                .and_then(|v| v.to_str().ok())
+            header_value(req_headers, header::IF_MODIFIED_SINCE)
                 .and_then(|v| httpdate::parse_http_date(v).ok()),
             entry.modified,
         ) {
@@ -313,11 +318,9 @@ async fn get(
         return Ok((status, headers).into_response());
     }
     let size = entry.size;
-    let if_range_ok = req_headers
-        .get(header::IF_RANGE)
-        .and_then(|v| v.to_str().ok())
+    let if_range_ok = header_value(req_headers, header::IF_RANGE)
         .is_none_or(|v| etag.as_deref() == Some(v.trim()));
-    let range = match req_headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+    let range = match header_value(req_headers, header::RANGE) {
         Some(r) if if_range_ok => match parse_range(r, size) {
             Ok(r) => r,
             Err(()) => {
@@ -377,6 +380,7 @@ fn rfc3339(t: Option<SystemTime>) -> Option<String> {
     params(FilePath),
     responses(
         (status = 200, description = "The directory's entries (streamed). `GET /v1/files/` lists the home.", body = Vec<ListEntry>),
+        (status = 409, description = "The path is a file", body = ErrorBody),
         CommonErrors,
     ),
     security(("basic" = []), ("bearer" = []), ("api_key" = [])),
@@ -437,11 +441,9 @@ async fn put(
     req: Request,
 ) -> Result<Response, ApiError> {
     let headers = req.headers().clone();
-    let create_only = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim() == "*");
-    if let Some(want) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
+    let create_only =
+        header_value(&headers, header::IF_NONE_MATCH).is_some_and(|v| v.trim() == "*");
+    if let Some(want) = header_value(&headers, header::IF_MATCH) {
         let current = match vfs.stat(s, path).await {
             Ok(e) if !e.is_dir() => etag_value(&e),
             Ok(_) | Err(vfs::Error::NotFound) => None,
@@ -586,7 +588,15 @@ async fn post(
 ) -> Result<Response, ApiError> {
     let params = query_params(uri);
     let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let overwrite = match param("overwrite") {
+        None | Some("false" | "0") => false,
+        Some("true" | "1") => true,
+        Some(_) => return Err(ApiError::bad_request("overwrite must be true or false")),
+    };
     match param("op") {
+        Some("mkdir") if params.iter().any(|(k, _)| k == "to" || k == "overwrite") => {
+            Err(ApiError::bad_request("mkdir takes no `to` or `overwrite`"))
+        }
         Some("mkdir") => {
             vfs.mkdir(s, path).await?;
             let body = OpResult {
@@ -598,7 +608,6 @@ async fn post(
         Some("rename") => {
             let to = param("to").ok_or_else(|| ApiError::bad_request("rename needs ?to=<path>"))?;
             let to = VPath::parse(to).map_err(|e| ApiError::from(vfs::Error::InvalidPath(e)))?;
-            let overwrite = matches!(param("overwrite"), Some("true" | "1"));
             vfs.rename(s, path, &to, !overwrite).await?;
             let body = OpResult {
                 path: path.as_str().to_string(),

@@ -94,7 +94,10 @@ impl Modify for Security {
 #[into_params(parameter_in = Path)]
 #[allow(dead_code)] // Documentation: the handler reads the raw URI (decoded exactly once).
 pub(crate) struct FilePath {
-    /// A path under the caller's home, e.g. `inbox/invoice.xml`.
+    /// A path under the caller's home, e.g. `inbox/invoice.xml`. No control characters or
+    /// backslashes; names up to 255 bytes, the whole path up to 4096 (the schema's pattern is a
+    /// lot stricter: 63 characters).
+    #[param(pattern = r"^[^\\\u0000-\u001F\u007F-\u009F]+$", max_length = 63)]
     path: String,
 }
 
@@ -106,7 +109,8 @@ pub(crate) struct PostParams {
     /// `mkdir` or `rename`.
     #[param(pattern = "^(mkdir|rename)$")]
     op: String,
-    /// The rename target (required for `op=rename`).
+    /// The rename target (required for `op=rename`), a path under the caller's home.
+    #[param(pattern = r"^[^\\\u0000-\u001F\u007F-\u009F]+$", max_length = 63)]
     to: Option<String>,
     /// Rename over an existing file (`true`); the default refuses with 409.
     overwrite: Option<bool>,

@@ -10,5 +10,6 @@ mod cli;
 mod ftp;
 mod harness;
 mod http_files;
+mod openapi;
 mod proxy;
 mod sftp;
