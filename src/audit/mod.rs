@@ -248,12 +248,7 @@ impl AuditLog {
     /// Writes a record without waiting for it: for events recorded after the client already has
     /// its answer (a proxied response that finished streaming). A write failure is logged.
     pub fn record_detached(&self, ev: AuditEvent) {
-        let (tx, _rx) = oneshot::channel();
-        if self
-            .inner
-            .send(writer::Msg::Record(Box::new(ev), tx))
-            .is_err()
-        {
+        if self.inner.send_detached(ev).is_err() {
             tracing::error!("audit log closed; a proxy record was not written");
         }
     }

@@ -5,7 +5,9 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -21,19 +23,63 @@ const BATCH_SYNC: Duration = Duration::from_millis(100);
 /// Name of the head checkpoint file.
 pub const HEAD_FILE: &str = "audit.head";
 
+/// How often the writer picks up detached records when nothing else wakes it.
+const DETACHED_TICK: Duration = Duration::from_millis(10);
+/// Detached records queued before a sender wakes the writer early (bounds the queue's memory).
+const DETACHED_WAKE_AT: usize = 1024;
+
 pub(super) enum Msg {
     Record(Box<AuditEvent>, oneshot::Sender<Result<u64, AuditError>>),
+    /// Detached records are waiting: write them now.
+    Wake,
     Close(oneshot::Sender<Result<(), AuditError>>),
+}
+
+/// Records nobody waits for (one per proxied request). Queued here instead of on the channel, so
+/// a busy proxy does not pay a thread wake-up (futex, context switch) per request: the writer
+/// takes them with every batch and at least every [`DETACHED_TICK`].
+#[derive(Default)]
+struct Detached {
+    queue: Mutex<Vec<AuditEvent>>,
+    /// Set when the writer has stopped: later detached records fail instead of vanishing.
+    closed: AtomicBool,
+}
+
+impl Detached {
+    fn take(&self) -> Vec<AuditEvent> {
+        std::mem::take(&mut *self.queue.lock().unwrap_or_else(PoisonError::into_inner))
+    }
 }
 
 pub(super) struct Handle {
     tx: mpsc::Sender<Msg>,
     dir: PathBuf,
+    detached: Arc<Detached>,
 }
 
 impl Handle {
     pub(super) fn send(&self, msg: Msg) -> Result<(), AuditError> {
         self.tx.send(msg).map_err(|_| AuditError::Closed)
+    }
+
+    /// Queues a record nobody waits for; it is written within [`DETACHED_TICK`].
+    pub(super) fn send_detached(&self, ev: AuditEvent) -> Result<(), AuditError> {
+        if self.detached.closed.load(Ordering::Acquire) {
+            return Err(AuditError::Closed);
+        }
+        let queued = {
+            let mut q = self
+                .detached
+                .queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            q.push(ev);
+            q.len()
+        };
+        if queued == DETACHED_WAKE_AT {
+            self.send(Msg::Wake)?;
+        }
+        Ok(())
     }
 
     pub(super) fn dir(&self) -> &Path {
@@ -89,11 +135,31 @@ pub(super) fn start(opts: AuditOptions) -> Result<(Handle, Option<String>), Audi
         broken: None,
     };
     let (tx, rx) = mpsc::channel();
+    let detached = Arc::new(Detached::default());
+    let queue = detached.clone();
     std::thread::Builder::new()
         .name("audit-writer".into())
-        .spawn(move || w.run(rx))
+        .spawn(move || {
+            w.run(rx, &queue);
+            queue.closed.store(true, Ordering::Release);
+            // Anything queued after the last batch (a race with Close) is said, not lost silently.
+            let late = queue.take().len();
+            if late > 0 {
+                tracing::error!(
+                    records = late,
+                    "audit log closed; detached records were not written"
+                );
+            }
+        })
         .map_err(io)?;
-    Ok((Handle { tx, dir: opts.dir }, repair))
+    Ok((
+        Handle {
+            tx,
+            dir: opts.dir,
+            detached,
+        },
+        repair,
+    ))
 }
 
 /// Finds the end of the chain; cuts a torn final line (a crash mid-write) out of the last file,
@@ -208,44 +274,53 @@ fn sync_dir(dir: &Path) {
 }
 
 impl Writer {
-    fn run(&mut self, rx: mpsc::Receiver<Msg>) {
+    fn run(&mut self, rx: mpsc::Receiver<Msg>, detached: &Detached) {
         loop {
-            let first = if self.dirty {
-                let wait = BATCH_SYNC.saturating_sub(self.last_sync.elapsed());
-                match rx.recv_timeout(wait) {
-                    Ok(m) => m,
-                    Err(RecvTimeoutError::Timeout) => {
-                        let _ = self.sync();
-                        continue;
-                    }
-                    Err(RecvTimeoutError::Disconnected) => break,
-                }
+            let wait = if self.dirty {
+                BATCH_SYNC
+                    .saturating_sub(self.last_sync.elapsed())
+                    .min(DETACHED_TICK)
             } else {
-                match rx.recv() {
-                    Ok(m) => m,
-                    Err(_) => break,
-                }
+                DETACHED_TICK
             };
-            let mut batch = vec![first];
+            let mut batch = match rx.recv_timeout(wait) {
+                Ok(m) => vec![m],
+                Err(RecvTimeoutError::Timeout) => Vec::new(),
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
                     Ok(m) => batch.push(m),
                     Err(_) => break,
                 }
             }
-            if self.process(batch) {
+            if self.process(detached.take(), batch) {
                 return;
             }
+            if self.dirty && self.last_sync.elapsed() >= BATCH_SYNC {
+                let _ = self.sync();
+            }
         }
+        let _ = self.process(detached.take(), Vec::new());
         let _ = self.sync();
     }
 
     /// Writes a batch; returns true when a Close was in it.
-    fn process(&mut self, batch: Vec<Msg>) -> bool {
+    fn process(&mut self, detached: Vec<AuditEvent>, batch: Vec<Msg>) -> bool {
         let mut buf = String::new();
         let mut acks = Vec::new();
         let mut closes = Vec::new();
         let (seq0, prev0, size0) = (self.seq, self.prev.clone(), self.size);
+        let lost = detached.len();
+        if let Some(why) = &self.broken {
+            if lost > 0 {
+                tracing::error!(records = lost, error = %why, "audit log broken; detached records were not written");
+            }
+        } else {
+            for ev in detached {
+                self.append(&mut buf, ev);
+            }
+        }
         for msg in batch {
             match msg {
                 Msg::Record(ev, ack) => {
@@ -253,13 +328,10 @@ impl Writer {
                         let _ = ack.send(Err(AuditError::Io(why.clone())));
                         continue;
                     }
-                    self.seq += 1;
-                    let mut rec = self.to_record(*ev);
-                    buf.push_str(&rec.seal());
-                    buf.push('\n');
-                    self.prev = rec.hash.unwrap_or_default();
+                    self.append(&mut buf, *ev);
                     acks.push((self.seq, ack));
                 }
+                Msg::Wake => {}
                 Msg::Close(done) => closes.push(done),
             }
         }
@@ -273,6 +345,9 @@ impl Writer {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "audit log write failed; the operations it records fail");
+                    if lost > 0 {
+                        tracing::error!(records = lost, "detached records were not written");
+                    }
                     self.rollback(seq0, prev0, size0);
                     for (_, ack) in acks {
                         let _ = ack.send(Err(e.clone()));
@@ -288,6 +363,15 @@ impl Writer {
             let _ = done.send(r.clone());
         }
         true
+    }
+
+    /// Chains one record onto `buf`.
+    fn append(&mut self, buf: &mut String, ev: AuditEvent) {
+        self.seq += 1;
+        let mut rec = self.to_record(ev);
+        buf.push_str(&rec.seal());
+        buf.push('\n');
+        self.prev = rec.hash.unwrap_or_default();
     }
 
     fn to_record(&self, ev: AuditEvent) -> Record {
@@ -381,6 +465,52 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn detached_records_are_chained_with_the_others_and_flushed_on_close() {
+        use crate::audit::{AuditAction, AuditLog, Outcome};
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = AuditLog::open(AuditOptions {
+            dir: dir.path().to_path_buf(),
+            fsync: FsyncMode::Batch,
+            rotate_bytes: 64 * 1024,
+            node: "t".into(),
+        })
+        .unwrap();
+        // More than DETACHED_WAKE_AT at once, so the early wake-up path runs too.
+        for i in 0..3000 {
+            log.record_detached(
+                AuditEvent::new(AuditAction::Proxy, Outcome::Ok).path(format!("/d/{i}")),
+            );
+            if i % 500 == 0 {
+                log.record(AuditEvent::new(AuditAction::Login, Outcome::Ok))
+                    .await
+                    .unwrap();
+            }
+        }
+        log.close().await.unwrap();
+        let report = crate::audit::verify::verify(dir.path()).unwrap();
+        assert_eq!(report.records, 3006);
+        assert!(report.files > 1, "rotation ran");
+        // Detached records keep their order.
+        let mut text = String::new();
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+            .collect();
+        names.sort();
+        for n in names {
+            text.push_str(&std::fs::read_to_string(n).unwrap());
+        }
+        let paths: Vec<u64> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|r| r["path"].as_str()?.strip_prefix("/d/")?.parse().ok())
+            .collect();
+        assert_eq!(paths, (0..3000).collect::<Vec<u64>>());
+        log.record_detached(AuditEvent::new(AuditAction::Proxy, Outcome::Ok));
+    }
 
     fn line(seq: u64, prev: &str) -> (String, String) {
         let mut r = Record {
