@@ -245,8 +245,9 @@ impl AuditLog {
         rx.await.map_err(|_| AuditError::Closed)?
     }
 
-    /// Writes a record without waiting for it: for events recorded after the client already has
-    /// its answer (a proxied response that finished streaming). A write failure is logged.
+    /// Writes a record without waiting for it, within 10 ms: for events recorded after the
+    /// client already has its answer (a proxied response or a download that finished
+    /// streaming). A write failure is logged.
     pub fn record_detached(&self, ev: AuditEvent) {
         if self.inner.send_detached(ev).is_err() {
             tracing::error!("audit log closed; a proxy record was not written");

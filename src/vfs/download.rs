@@ -230,15 +230,11 @@ impl Drop for Download {
         let Some(audit) = self.audit.take() else {
             return;
         };
-        // Dropped without `finish`: complete if every byte of the range went out.
+        // Dropped without `finish`: complete if every byte of the range went out. Nobody waits
+        // for this record (the bytes are already sent), so it takes the detached path: no
+        // writer wake-up per small GET.
         let ev = self.drop_event();
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                if let Err(e) = audit.record(ev).await {
-                    tracing::error!(error = %e, "could not record a download");
-                }
-            });
-        }
+        audit.record_detached(ev);
     }
 }
 
@@ -274,9 +270,7 @@ impl Stream for DownloadStream {
                     && let Some(audit) = dl.audit.take()
                 {
                     let ev = dl.event(Outcome::Error, Some(format!("storage error: {:?}", e.kind)));
-                    tokio::spawn(async move {
-                        let _ = audit.record(ev).await;
-                    });
+                    audit.record_detached(ev);
                 }
             }
             Poll::Ready(None) => {
