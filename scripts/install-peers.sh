@@ -19,8 +19,10 @@ readonly APT_PACKAGES=(
     openssh-server openssh-client lftp curl vsftpd nginx-light wrk rclone hyperfine procps python3-venv
 )
 # Python requirements of the test/bench harness. Changing this list re-runs pip once.
+# schemathesis and hypothesis are pinned: with a fixed seed they generate the same cases on
+# every machine, which keeps tests/it/openapi.rs repeatable.
 readonly PY_REQUIREMENTS=(
-    paramiko boto3 'moto[server]' requests websocket-client schemathesis
+    paramiko boto3 'moto[server]' requests websocket-client 'schemathesis==4.32.5' 'hypothesis==6.170.15'
 )
 
 PEERS_DIR="${GATEHOUSE_PEERS:-${HOME:-/root}/.cache/gatehouse-peers}"

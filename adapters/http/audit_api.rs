@@ -108,6 +108,11 @@ async fn run(
         ],
         "action",
     )?;
+    if p.limit.is_some_and(|l| l > MAX_LIMIT) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be at most {MAX_LIMIT} (page with after_seq)"
+        )));
+    }
     let filter = Filter {
         user: p.user,
         protocol: p.protocol,
@@ -117,7 +122,7 @@ async fn run(
         since: time(p.since, "since")?,
         until: time(p.until, "until")?,
         after_seq: p.after_seq,
-        limit: Some(p.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT)),
+        limit: Some(p.limit.unwrap_or(DEFAULT_LIMIT)),
     };
     let dir = state.core.audit.dir().to_path_buf();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
