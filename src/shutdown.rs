@@ -37,6 +37,28 @@ impl Shutdown {
         self.token.is_cancelled()
     }
 
+    /// The next connection on `listener`, or `None` once shutdown starts. A failed accept (out
+    /// of file descriptors and the like) is logged and retried after 50 ms instead of spinning.
+    pub async fn accept(
+        &self,
+        listener: &tokio::net::TcpListener,
+        what: &str,
+    ) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
+        loop {
+            let accepted = tokio::select! {
+                _ = self.token.cancelled() => return None,
+                a = listener.accept() => a,
+            };
+            match accepted {
+                Ok(x) => return Some(x),
+                Err(e) => {
+                    tracing::warn!(error = %e, listener = what, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
     /// Waits for tracked tasks, at most the grace period. Returns false if some were still
     /// running when it ran out.
     pub async fn drain(&self) -> bool {

@@ -182,20 +182,7 @@ impl HttpListener {
             .http2()
             .max_header_list_size(MAX_HEADER_BYTES as u32);
         let builder = Arc::new(builder);
-        loop {
-            let accepted = tokio::select! {
-                _ = shutdown.token.cancelled() => break,
-                a = self.listener.accept() => a,
-            };
-            let (stream, remote) = match accepted {
-                Ok(x) => x,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "http accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
+        while let Some((stream, remote)) = shutdown.accept(&self.listener, "http").await {
             let Some(guard) = self.limiter.try_acquire() else {
                 tracing::warn!(%remote, "http connection refused: max_connections reached");
                 continue;

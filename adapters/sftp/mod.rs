@@ -209,19 +209,7 @@ impl SftpListener {
     /// Accepts until shutdown; each connection runs as a tracked task.
     pub async fn run(self) {
         let shutdown = self.core.shutdown.clone();
-        loop {
-            let accepted = tokio::select! {
-                _ = shutdown.token.cancelled() => break,
-                a = self.listener.accept() => a,
-            };
-            let (stream, remote) = match accepted {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "sftp accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
+        while let Some((stream, remote)) = shutdown.accept(&self.listener, "sftp").await {
             // Banned addresses are dropped before any key exchange work.
             if self.core.identity.banned(remote.ip()) {
                 tracing::debug!(%remote, "sftp connection from a banned address dropped");

@@ -370,22 +370,27 @@ async fn run_route(
         .flatten();
     let mut body = Some(body);
     let mut tried = Vec::new();
+    // Every way the forward can fail: a gateway error to the client and a detached record.
+    let fail = |status: StatusCode, code: &'static str, msg: &str, why: &str| {
+        let e = gateway_error(status, code, msg);
+        finish_error(
+            &audit,
+            caller.session.as_ref(),
+            remote,
+            &path,
+            route,
+            e,
+            why,
+            started,
+        )
+    };
     let (resp, target) = loop {
         let Some((idx, target)) = rs.pool.pick(&tried) else {
-            let e = gateway_error(
+            return fail(
                 StatusCode::BAD_GATEWAY,
                 "bad_gateway",
                 "no healthy upstream",
-            );
-            return finish_error(
-                &audit,
-                caller.session.as_ref(),
-                remote,
-                &path,
-                route,
-                e,
                 "no healthy upstream",
-                started,
             );
         };
         tried.push(idx);
@@ -393,39 +398,21 @@ async fn run_route(
         {
             Ok(u) => u,
             Err(_) => {
-                let e = gateway_error(
+                return fail(
                     StatusCode::BAD_GATEWAY,
                     "bad_gateway",
                     "cannot build the upstream request",
-                );
-                return finish_error(
-                    &audit,
-                    caller.session.as_ref(),
-                    remote,
-                    &path,
-                    route,
-                    e,
                     "bad upstream uri",
-                    started,
                 );
             }
         };
         let b = body.take().unwrap_or_else(Body::empty);
         let Ok(upstream_req) = forward::build(&req_parts.method, uri, &headers, b) else {
-            let e = gateway_error(
+            return fail(
                 StatusCode::BAD_GATEWAY,
                 "bad_gateway",
                 "cannot build the upstream request",
-            );
-            return finish_error(
-                &audit,
-                caller.session.as_ref(),
-                remote,
-                &path,
-                route,
-                e,
                 "bad upstream request",
-                started,
             );
         };
         let sent = Instant::now();
@@ -437,20 +424,11 @@ async fn run_route(
         let can_retry = replayable && tried.len() <= route.retries as usize;
         match result {
             Err(_) => {
-                let e = gateway_error(
+                return fail(
                     StatusCode::GATEWAY_TIMEOUT,
                     "gateway_timeout",
                     "the upstream did not answer in time",
-                );
-                return finish_error(
-                    &audit,
-                    caller.session.as_ref(),
-                    remote,
-                    &path,
-                    route,
-                    e,
                     &format!("timeout upstream={}", target.label),
-                    started,
                 );
             }
             Ok(Err(err)) => {
@@ -461,20 +439,11 @@ async fn run_route(
                 if can_retry {
                     continue;
                 }
-                let e = gateway_error(
+                return fail(
                     StatusCode::BAD_GATEWAY,
                     "bad_gateway",
                     "the upstream is unreachable",
-                );
-                return finish_error(
-                    &audit,
-                    caller.session.as_ref(),
-                    remote,
-                    &path,
-                    route,
-                    e,
                     &format!("upstream={} error", target.label),
-                    started,
                 );
             }
             Ok(Ok(resp)) => {
