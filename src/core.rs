@@ -5,7 +5,10 @@ use std::net::SocketAddr;
 
 use crate::audit::{AuditAction, AuditEvent, AuditLog, Outcome};
 use crate::config::ValidConfig;
-use crate::identity::{AuthError, Credentials, Identity, Protocol};
+use crate::identity::ban::{BanStarted, addr_key, addr_label};
+use crate::identity::{AuthError, Credentials, Identity, Protocol, Refusal};
+use crate::limits::UserLimiter;
+use crate::refusals::{RefusalLog, capped_name};
 use crate::route::RouteTable;
 use crate::session::{Session, new_id};
 use crate::shutdown::Shutdown;
@@ -26,6 +29,10 @@ pub struct Core {
     pub routes: RouteTable,
     /// Shutdown state.
     pub shutdown: Shutdown,
+    /// Which refused logins get a record of their own.
+    pub refusals: RefusalLog,
+    /// Open SFTP and FTP sessions per user.
+    pub user_sessions: UserLimiter,
 }
 
 // By hand: the config holds password hashes and storage secrets, and protocol libraries put
@@ -48,23 +55,33 @@ pub enum LoginError {
 }
 
 impl Core {
-    /// Logs in through the identity store and records the outcome. Successful logins are
-    /// recorded when `record_success` (SFTP/FTP sessions); HTTP authenticates every request and
-    /// records only refusals, since each operation it then performs is recorded with the user.
+    /// Logs in through the identity store and records the outcome. `interactive` logins (SFTP
+    /// and FTP sessions) take one of the user's `max_sessions_per_user` slots and are recorded
+    /// when they succeed; HTTP authenticates every request and records only refusals, since each
+    /// operation it then performs is recorded with the user.
     pub async fn login(
         &self,
         creds: &Credentials<'_>,
         protocol: Protocol,
         remote: SocketAddr,
-        record_success: bool,
+        interactive: bool,
     ) -> Result<Session, LoginError> {
-        let result = self.identity.login(creds, protocol, remote.ip()).await;
+        let record_success = interactive;
+        let mut result = self.identity.login(creds, protocol, remote.ip()).await;
+        let mut slot = None;
+        if interactive && let Ok((principal, _)) = &result {
+            match self.user_sessions.try_acquire(principal.name().to_string()) {
+                Some(s) => slot = Some(std::sync::Arc::new(s)),
+                None => result = Err(AuthError::TooManySessions.into()),
+            }
+        }
         let outcome = if result.is_ok() { "ok" } else { "denied" };
         metrics::counter!(telemetry::LOGINS, "protocol" => protocol.as_str(), "outcome" => outcome)
             .increment(1);
         match result {
             Ok((principal, key_name)) => {
-                let session = Session::new(protocol, remote, principal);
+                let mut session = Session::new(protocol, remote, principal);
+                session.slot = slot;
                 if record_success {
                     let mut ev = AuditEvent::for_session(&session, AuditAction::Login, Outcome::Ok);
                     ev.detail = Some(login_method(creds, key_name.as_deref()));
@@ -72,16 +89,30 @@ impl Core {
                 }
                 Ok(session)
             }
-            Err(e) => {
-                let mut ev = AuditEvent::new(AuditAction::Login, Outcome::Denied);
-                ev.protocol = Some(protocol);
-                ev.session = Some(new_id());
-                ev.user = creds.user_tried().map(str::to_string);
-                ev.remote = Some(remote);
-                ev.detail = Some(format!("{}: {e}", login_method(creds, None)));
-                self.audit.record(ev).await?;
-                tracing::info!(%remote, %protocol, user = ?creds.user_tried(), reason = %e, "login refused");
-                Err(LoginError::Refused(e))
+            Err(Refusal { error, started }) => {
+                let addr = addr_label(addr_key(remote.ip()));
+                let user = creds.user_tried().map(|u| capped_name(u).0);
+                if error.is_throttle() {
+                    tracing::debug!(%remote, %protocol, ?user, reason = %error, "login refused");
+                } else {
+                    tracing::info!(%remote, %protocol, ?user, reason = %error, "login refused");
+                }
+                if self.refusals.admit(error, !started.is_empty(), &addr) {
+                    self.audit
+                        .record(refusal_event(creds, protocol, remote, error, &started))
+                        .await?;
+                }
+                Err(LoginError::Refused(error))
+            }
+        }
+    }
+
+    /// Writes the summary of refused logins counted but not recorded since the last call.
+    pub async fn record_refusal_summary(&self, interval_secs: u64) {
+        if let Some(detail) = self.refusals.take_summary(interval_secs) {
+            let ev = AuditEvent::new(AuditAction::Login, Outcome::Denied).detail(detail);
+            if let Err(e) = self.audit.record(ev).await {
+                tracing::error!(error = %e, "could not record the refused-login summary");
             }
         }
     }
@@ -94,6 +125,43 @@ impl Core {
             tracing::error!(error = %e, "could not record a logout");
         }
     }
+}
+
+/// The record of one refused login: the name tried (capped), why, and any ban it started.
+fn refusal_event(
+    creds: &Credentials<'_>,
+    protocol: Protocol,
+    remote: SocketAddr,
+    error: AuthError,
+    started: &[BanStarted],
+) -> AuditEvent {
+    let mut ev = AuditEvent::new(AuditAction::Login, Outcome::Denied);
+    ev.protocol = Some(protocol);
+    ev.session = Some(new_id());
+    ev.remote = Some(remote);
+    let mut detail = format!("{}: {error}", login_method(creds, None));
+    if let Some(tried) = creds.user_tried() {
+        let (name, cut) = capped_name(tried);
+        if let Some(len) = cut {
+            detail.push_str(&format!("; user name truncated from {len} bytes"));
+        }
+        ev.user = Some(name);
+    }
+    for b in started {
+        match b {
+            BanStarted::Address(a, d) => detail.push_str(&format!(
+                "; ban started: address {} for {} s",
+                addr_label(*a),
+                d.as_secs()
+            )),
+            BanStarted::Account(u, d) => detail.push_str(&format!(
+                "; account {u} password logins locked for {} s",
+                d.as_secs()
+            )),
+        }
+    }
+    ev.detail = Some(detail);
+    ev
 }
 
 fn login_method(creds: &Credentials<'_>, key_name: Option<&str>) -> String {

@@ -11,6 +11,7 @@ pub mod core;
 pub mod identity;
 pub mod limits;
 pub mod policy;
+pub mod refusals;
 pub mod route;
 pub mod secret;
 pub mod serve;

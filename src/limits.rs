@@ -1,8 +1,12 @@
 //! Connection limits shared by the front doors: a cap on concurrent connections per listener,
-//! released when the guard drops.
+//! per source address (IPv6 by /64, as the ban list counts), and sessions per user. Each slot is
+//! a guard that frees it when dropped.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Counts a listener's open connections.
 #[derive(Debug, Clone)]
@@ -59,6 +63,122 @@ impl Drop for ConnGuard {
     }
 }
 
+/// Counts open slots per key (a source address, a user name), at most `max` each.
+#[derive(Debug)]
+pub struct KeyedLimiter<K: Hash + Eq + Clone> {
+    max: usize,
+    open: Arc<Mutex<HashMap<K, usize>>>,
+}
+
+impl<K: Hash + Eq + Clone> Clone for KeyedLimiter<K> {
+    fn clone(&self) -> Self {
+        Self {
+            max: self.max,
+            open: Arc::clone(&self.open),
+        }
+    }
+}
+
+/// One slot of a [`KeyedLimiter`]; dropping it frees the slot.
+#[derive(Debug)]
+pub struct KeyedGuard<K: Hash + Eq + Clone> {
+    key: K,
+    open: Arc<Mutex<HashMap<K, usize>>>,
+}
+
+impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
+    /// At most `max` slots per key (0: no limit).
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            open: Arc::default(),
+        }
+    }
+
+    /// Takes a slot for `key` if it has one free.
+    pub fn try_acquire(&self, key: K) -> Option<KeyedGuard<K>> {
+        let mut map = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(key.clone()).or_insert(0);
+        if self.max != 0 && *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(KeyedGuard {
+            key,
+            open: Arc::clone(&self.open),
+        })
+    }
+
+    /// Slots open for `key`.
+    pub fn open(&self, key: &K) -> usize {
+        let map = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(key).copied().unwrap_or(0)
+    }
+}
+
+impl<K: Hash + Eq + Clone> Drop for KeyedGuard<K> {
+    fn drop(&mut self) {
+        let mut map = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// Connections per source address key (see `identity::ban::addr_key`).
+pub type AddrLimiter = KeyedLimiter<IpAddr>;
+/// Sessions per user name.
+pub type UserLimiter = KeyedLimiter<String>;
+
+/// A listener's admission: the per-listener cap and the per-address cap together.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    total: ConnLimiter,
+    per_addr: AddrLimiter,
+}
+
+/// Why a connection was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotAdmitted {
+    /// The listener is at `max_connections`.
+    ListenerFull,
+    /// The source address is at `max_connections_per_ip`.
+    AddressFull,
+}
+
+/// An admitted connection's slots.
+#[derive(Debug)]
+pub struct Admitted {
+    _total: ConnGuard,
+    _addr: KeyedGuard<IpAddr>,
+}
+
+impl Admission {
+    /// A listener's limits.
+    pub fn new(max_connections: usize, max_per_ip: usize) -> Self {
+        Self {
+            total: ConnLimiter::new(max_connections),
+            per_addr: AddrLimiter::new(max_per_ip),
+        }
+    }
+
+    /// Admits a connection from `ip` (counted by its address key) if both caps allow.
+    pub fn admit(&self, ip: IpAddr) -> Result<Admitted, NotAdmitted> {
+        let addr = self
+            .per_addr
+            .try_acquire(crate::identity::ban::addr_key(ip))
+            .ok_or(NotAdmitted::AddressFull)?;
+        let total = self.total.try_acquire().ok_or(NotAdmitted::ListenerFull)?;
+        Ok(Admitted {
+            _total: total,
+            _addr: addr,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +192,27 @@ mod tests {
         drop(a);
         assert!(l.try_acquire().is_some());
         assert_eq!(l.open(), 1);
+    }
+
+    #[test]
+    fn per_key_caps_and_releases() {
+        let l = UserLimiter::new(1);
+        let a = l.try_acquire("acme".into()).unwrap();
+        assert!(l.try_acquire("acme".into()).is_none());
+        assert!(l.try_acquire("other".into()).is_some());
+        drop(a);
+        assert_eq!(l.open(&"acme".to_string()), 0);
+        assert!(l.try_acquire("acme".into()).is_some());
+    }
+
+    #[test]
+    fn admission_counts_ipv6_by_64() {
+        let adm = Admission::new(10, 1);
+        let _a = adm.admit("2001:db8::1".parse().unwrap()).unwrap();
+        assert_eq!(
+            adm.admit("2001:db8::2".parse().unwrap()).unwrap_err(),
+            NotAdmitted::AddressFull
+        );
+        assert!(adm.admit("2001:db8:0:1::2".parse().unwrap()).is_ok());
     }
 }

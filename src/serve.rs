@@ -16,10 +16,14 @@ use crate::audit::{AuditAction, AuditError, AuditEvent, AuditLog, AuditOptions, 
 use crate::config::{ConfigErrors, ConfigSource, EnvLookup, ValidConfig};
 use crate::core::Core;
 use crate::identity::Identity;
+use crate::refusals::RefusalLog;
 use crate::shutdown::{self, Shutdown};
 use crate::telemetry::{self, LogFormat};
 use crate::vfs::backend::StorageError;
 use crate::vfs::{Mount, MountTable, Vfs};
+
+/// How often counted (not individually recorded) refused logins are summarised.
+const REFUSAL_SUMMARY_SECS: u64 = 60;
 
 /// Default audit rotation size.
 const DEFAULT_ROTATE_BYTES: u64 = 64 * 1024 * 1024;
@@ -127,6 +131,8 @@ pub async fn build_core(cfg: ValidConfig) -> Result<(Arc<Core>, Option<String>),
     let identity = Identity::new(&cfg);
     let shutdown = Shutdown::new(cfg.shutdown_grace());
     let core = Arc::new(Core {
+        refusals: RefusalLog::new(cfg.config.limits.refused_login_records_per_sec),
+        user_sessions: crate::limits::UserLimiter::new(cfg.config.limits.max_sessions_per_user),
         routes: cfg.routes.clone(),
         config: cfg,
         identity,
@@ -190,6 +196,20 @@ pub async fn run(
         ),
     )
     .await?;
+    {
+        let core = core.clone();
+        tokio::spawn(async move {
+            let token = core.shutdown.token.clone();
+            let mut tick = tokio::time::interval(Duration::from_secs(REFUSAL_SUMMARY_SECS));
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = tick.tick() => core.record_refusal_summary(REFUSAL_SUMMARY_SECS).await,
+                }
+            }
+        });
+    }
     if let Some(m) = metrics.clone() {
         let token = core.shutdown.token.clone();
         tokio::spawn(async move {
@@ -223,6 +243,7 @@ pub async fn run(
     // Interrupted uploads record themselves from their drop guards; give them a moment.
     tasks.abort_all();
     tokio::time::sleep(Duration::from_millis(50)).await;
+    core.record_refusal_summary(REFUSAL_SUMMARY_SECS).await;
     record_config(&core.audit, Outcome::Ok, detail).await?;
     core.audit.close().await?;
     tracing::info!("stopped");

@@ -2,8 +2,10 @@
 //! record carries one.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use crate::identity::{Principal, Protocol};
+use crate::limits::KeyedGuard;
 
 /// One authenticated connection (SFTP/FTP) or request (HTTP).
 #[derive(Debug, Clone)]
@@ -16,6 +18,9 @@ pub struct Session {
     pub remote: SocketAddr,
     /// The user.
     pub principal: Principal,
+    /// The user's session slot (`max_sessions_per_user`), held by SFTP and FTP sessions until
+    /// the last clone is dropped; HTTP requests hold none.
+    pub slot: Option<Arc<KeyedGuard<String>>>,
 }
 
 impl Session {
@@ -26,6 +31,7 @@ impl Session {
             protocol,
             remote,
             principal,
+            slot: None,
         }
     }
 }

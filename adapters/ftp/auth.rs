@@ -20,6 +20,10 @@ use crate::identity::{self, Protocol};
 use crate::secret::Secret;
 use crate::session::Session;
 
+/// The authenticator error that the vendored libunftp answers with `421` (try later) instead of
+/// `530` (see vendor/README.md).
+const TRY_LATER: &str = libunftp::auth::TRY_LATER;
+
 /// Sessions between authentication and the user-detail lookup (milliseconds apart).
 const PENDING_TTL: Duration = Duration::from_secs(60);
 
@@ -85,6 +89,9 @@ impl Authenticator for FtpAuth {
             Err(LoginError::Refused(
                 identity::AuthError::Banned | identity::AuthError::IpNotAllowed,
             )) => Err(AuthenticationError::IpDisallowed),
+            Err(LoginError::Refused(
+                identity::AuthError::Busy | identity::AuthError::TooManyAttempts,
+            )) => Err(AuthenticationError::new(TRY_LATER)),
             Err(LoginError::Refused(_)) => Err(AuthenticationError::BadPassword),
             Err(LoginError::Audit(e)) => Err(AuthenticationError::new(format!(
                 "audit log unavailable: {e}"

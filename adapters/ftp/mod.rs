@@ -11,10 +11,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use libunftp::ServerBuilder;
-use libunftp::options::{FtpsRequired, PassiveHost, Shutdown};
+use libunftp::options::{FtpsRequired, Hardening, PassiveHost, Shutdown};
 
 use crate::core::Core;
-use crate::limits::ConnLimiter;
+use crate::limits::{Admission, NotAdmitted};
 use auth::{FtpAuth, FtpUser, FtpUsers};
 use storage::{FtpStorage, Sha256Site};
 
@@ -52,10 +52,30 @@ pub async fn bind(core: Arc<Core>, addr: SocketAddr) -> Result<FtpListener, FtpE
             .await
             .map_err(|source| FtpError::Bind { addr, source })?,
     );
-    let limiter = ConnLimiter::new(core.config.config.limits.max_connections);
+    let limits = &core.config.config.limits;
+    // Every connection is admitted (listener cap, per-address cap) when it is accepted, before
+    // any command is read, so pre-login connections count too.
+    let admission = Admission::new(limits.max_connections, limits.max_connections_per_ip);
+    let hardening = Hardening {
+        login_timeout: std::time::Duration::from_secs(limits.login_timeout_secs.max(1)),
+        admission: Some(Arc::new(move |remote: SocketAddr| {
+            match admission.admit(remote.ip()) {
+                Ok(slot) => Some(Box::new(slot) as Box<dyn std::any::Any + Send + Sync>),
+                Err(why) => {
+                    let cap = match why {
+                        NotAdmitted::ListenerFull => "max_connections",
+                        NotAdmitted::AddressFull => "max_connections_per_ip",
+                    };
+                    tracing::warn!(%remote, "ftp connection refused: {cap} reached");
+                    None
+                }
+            }
+        })),
+        ..Hardening::default()
+    };
     let pending = Arc::default();
     let gen_core = core.clone();
-    let generator = Box::new(move || FtpStorage::new(gen_core.clone(), limiter.try_acquire()));
+    let generator = Box::new(move || FtpStorage::new(gen_core.clone()));
     let users = Arc::new(FtpUsers {
         pending: Arc::clone(&pending),
     });
@@ -83,7 +103,8 @@ pub async fn bind(core: Arc<Core>, addr: SocketAddr) -> Result<FtpListener, FtpE
             Shutdown::new().grace_period(grace)
         })
         .site_command("SHA256", Sha256Site)
-        .site_command("HASH", Sha256Site);
+        .site_command("HASH", Sha256Site)
+        .hardening(hardening);
     if let Some(tls) = &cfg.tls {
         let required = if tls.required {
             FtpsRequired::All

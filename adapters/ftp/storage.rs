@@ -1,5 +1,5 @@
 //! libunftp's `StorageBackend` over the core's virtual filesystem. One instance per control
-//! connection: it holds the connection slot (`max_connections`) and, after login, the session;
+//! connection: after login it holds the session;
 //! when the connection ends it is dropped and the logout is recorded. libunftp hands paths over
 //! un-normalised (`cwd.join(arg)`): `VPath` resolves them inside the user's home.
 
@@ -20,7 +20,6 @@ use unftp_core::storage::{
 use super::auth::FtpUser;
 use super::reply::to_ftp;
 use crate::core::Core;
-use crate::limits::ConnGuard;
 use crate::session::Session;
 use crate::vfs::{self, Entry, VPath, WriteMode};
 
@@ -70,16 +69,13 @@ impl Metadata for FtpMeta {
 /// The storage of one control connection.
 pub struct FtpStorage {
     core: Arc<Core>,
-    /// `None` when the connection was over `max_connections`: login is then refused.
-    slot: Option<ConnGuard>,
     session: Option<Session>,
 }
 
 impl FtpStorage {
-    pub(super) fn new(core: Arc<Core>, slot: Option<ConnGuard>) -> Self {
+    pub(super) fn new(core: Arc<Core>) -> Self {
         Self {
             core,
-            slot,
             session: None,
         }
     }
@@ -141,9 +137,6 @@ impl StorageBackend<FtpUser> for FtpStorage {
     type Metadata = FtpMeta;
 
     fn enter(&mut self, user: &FtpUser) -> io::Result<()> {
-        if self.slot.is_none() {
-            return Err(io::Error::other("too many connections (max_connections)"));
-        }
         self.session = Some(user.session.clone());
         Ok(())
     }

@@ -74,9 +74,26 @@ pub(crate) fn presented(headers: &HeaderMap) -> Result<Option<Presented>, ApiErr
     }
 }
 
-/// Maps a refused or unrecordable login to its response.
+/// Maps a refused or unrecordable login to its response: 401 for bad credentials (and locked
+/// accounts, so a lock does not tell which names exist), 429 for a banned address, 503 with
+/// `Retry-After` when the password checks are saturated.
 pub(crate) fn login_error(e: LoginError) -> ApiError {
+    use crate::identity::AuthError;
     match e {
+        LoginError::Refused(AuthError::Banned) => ApiError::new(
+            http::StatusCode::TOO_MANY_REQUESTS,
+            "banned",
+            "too many failed logins from this address; try again later",
+        ),
+        LoginError::Refused(AuthError::Busy | AuthError::TooManyAttempts) => ApiError::new(
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "too many logins in progress; try again later",
+        )
+        .with_header(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("1"),
+        ),
         LoginError::Refused(_) => ApiError::unauthorized(),
         LoginError::Audit(a) => ApiError::from(crate::vfs::Error::Audit(a)),
     }

@@ -25,7 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::core::Core;
-use crate::limits::ConnLimiter;
+use crate::limits::{Admission, NotAdmitted};
 pub use error::{ApiError, ErrorBody};
 
 /// Largest request head accepted (headers plus request line).
@@ -72,7 +72,7 @@ pub struct HttpListener {
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     router: Router,
-    limiter: ConnLimiter,
+    admission: Admission,
     header_timeout: Duration,
 }
 
@@ -113,7 +113,10 @@ pub async fn bind(
         listener: bind_socket(addr).await?,
         tls,
         router,
-        limiter: ConnLimiter::new(core.config.config.limits.max_connections),
+        admission: Admission::new(
+            core.config.config.limits.max_connections,
+            core.config.config.limits.max_connections_per_ip,
+        ),
         header_timeout: Duration::from_secs(http.map_or(30, |h| h.header_timeout_secs)),
         core,
     })
@@ -130,7 +133,7 @@ pub async fn bind_metrics(
         listener: bind_socket(addr).await?,
         tls: None,
         router,
-        limiter: ConnLimiter::new(64),
+        admission: Admission::new(64, 0),
         header_timeout: Duration::from_secs(10),
         core,
     }))
@@ -183,9 +186,16 @@ impl HttpListener {
             .max_header_list_size(MAX_HEADER_BYTES as u32);
         let builder = Arc::new(builder);
         while let Some((stream, remote)) = shutdown.accept(&self.listener, "http").await {
-            let Some(guard) = self.limiter.try_acquire() else {
-                tracing::warn!(%remote, "http connection refused: max_connections reached");
-                continue;
+            let guard = match self.admission.admit(remote.ip()) {
+                Ok(g) => g,
+                Err(NotAdmitted::ListenerFull) => {
+                    tracing::warn!(%remote, "http connection refused: max_connections reached");
+                    continue;
+                }
+                Err(NotAdmitted::AddressFull) => {
+                    tracing::debug!(%remote, "http connection refused: max_connections_per_ip reached");
+                    continue;
+                }
             };
             let _ = stream.set_nodelay(true);
             let router = self.router.clone();

@@ -3,7 +3,7 @@
 //! exec and forwarding requests are refused. On shutdown an idle connection is closed at once; one
 //! with files open gets the grace period first.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,7 +20,7 @@ use crate::identity::{Credentials, Protocol};
 use crate::secret::Secret;
 use crate::session::Session;
 
-/// Most session channels one connection may open.
+/// Most session channels one connection may have open at once, SFTP subsystems included.
 const MAX_CHANNELS: usize = 10;
 
 /// Files open on a connection, so shutdown knows whether a transfer is in flight.
@@ -66,7 +66,10 @@ pub(super) struct SshConn {
     core: Arc<Core>,
     remote: SocketAddr,
     session: Slot,
+    /// Channels opened and not yet given to a subsystem.
     channels: HashMap<ChannelId, Channel<Msg>>,
+    /// Every session channel open now (including those serving SFTP).
+    open_channels: HashSet<ChannelId>,
     live: Arc<Live>,
 }
 
@@ -137,11 +140,13 @@ impl russh::server::Handler for SshConn {
         reply: ChannelOpenHandle,
         _session: &mut SshSession,
     ) -> Result<(), Self::Error> {
-        if self.channels.len() >= MAX_CHANNELS {
+        if self.open_channels.len() >= MAX_CHANNELS {
+            tracing::warn!(remote = %self.remote, "sftp channel refused: {MAX_CHANNELS} sessions already open on this connection");
             reply.reject(ChannelOpenFailure::ResourceShortage).await;
             return Ok(());
         }
         reply.accept().await;
+        self.open_channels.insert(channel.id());
         self.channels.insert(channel.id(), channel);
         Ok(())
     }
@@ -199,6 +204,7 @@ impl russh::server::Handler for SshConn {
         _session: &mut SshSession,
     ) -> Result<(), Self::Error> {
         self.channels.remove(&id);
+        self.open_channels.remove(&id);
         Ok(())
     }
 }
@@ -217,6 +223,7 @@ pub(super) async fn serve(
         remote,
         session: slot.clone(),
         channels: HashMap::new(),
+        open_channels: HashSet::new(),
         live: live.clone(),
     };
     let running = match russh::server::run_stream(config, stream, handler).await {
@@ -229,9 +236,28 @@ pub(super) async fn serve(
     let handle = running.handle();
     tokio::pin!(running);
     let token = core.shutdown.token.clone();
+    // The login must complete in time: a client that connects and stalls (or keeps failing
+    // slowly) does not hold a connection slot for the whole idle timeout.
+    let login_deadline = tokio::time::Instant::now()
+        + Duration::from_secs(core.config.config.limits.login_timeout_secs.max(1));
+    let login_slot = slot.clone();
+    let login_timed_out = async move {
+        tokio::time::sleep_until(login_deadline).await;
+        if get(&login_slot).is_none() {
+            return;
+        }
+        std::future::pending::<()>().await;
+    };
     let ended = tokio::select! {
         r = &mut running => Some(r),
         _ = token.cancelled() => None,
+        _ = login_timed_out => {
+            tracing::debug!(%remote, "ssh login timed out");
+            let _ = handle
+                .disconnect(Disconnect::ByApplication, "login timed out".into(), "en".into())
+                .await;
+            return;
+        }
     };
     let ended = match ended {
         Some(r) => Some(r),

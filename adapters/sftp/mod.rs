@@ -21,7 +21,7 @@ use russh::{MethodKind, MethodSet, Preferred, cipher, kex, mac};
 use tokio::net::TcpListener;
 
 use crate::core::Core;
-use crate::limits::ConnLimiter;
+use crate::limits::{Admission, NotAdmitted};
 use crate::telemetry;
 
 /// Why the SFTP listener could not start.
@@ -138,7 +138,7 @@ pub struct SftpListener {
     core: Arc<Core>,
     listener: TcpListener,
     config: Arc<russh::server::Config>,
-    limiter: ConnLimiter,
+    admission: Admission,
 }
 
 /// Loads host keys and binds.
@@ -193,7 +193,7 @@ pub async fn bind(core: Arc<Core>, addr: SocketAddr) -> Result<SftpListener, Sft
         .await
         .map_err(|source| SftpError::Bind { addr, source })?;
     Ok(SftpListener {
-        limiter: ConnLimiter::new(limits.max_connections),
+        admission: Admission::new(limits.max_connections, limits.max_connections_per_ip),
         core,
         listener,
         config: Arc::new(config),
@@ -215,9 +215,16 @@ impl SftpListener {
                 tracing::debug!(%remote, "sftp connection from a banned address dropped");
                 continue;
             }
-            let Some(guard) = self.limiter.try_acquire() else {
-                tracing::warn!(%remote, "sftp connection refused: max_connections reached");
-                continue;
+            let guard = match self.admission.admit(remote.ip()) {
+                Ok(g) => g,
+                Err(NotAdmitted::ListenerFull) => {
+                    tracing::warn!(%remote, "sftp connection refused: max_connections reached");
+                    continue;
+                }
+                Err(NotAdmitted::AddressFull) => {
+                    tracing::warn!(%remote, "sftp connection refused: max_connections_per_ip reached");
+                    continue;
+                }
             };
             let _ = stream.set_nodelay(true);
             let core = self.core.clone();

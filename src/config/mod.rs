@@ -163,6 +163,16 @@ pub struct LimitsConfig {
     pub idle_timeout_secs: u64,
     /// Failed logins per source IP (all protocols together) before a ban.
     pub login_failures: LoginFailuresConfig,
+    /// Concurrent connections from one source address (IPv6: one /64) per listener, counted
+    /// from accept, before login.
+    pub max_connections_per_ip: usize,
+    /// Concurrent SFTP and FTP sessions of one user, over all listeners.
+    pub max_sessions_per_user: usize,
+    /// A connection must complete its login within this many seconds (SFTP, FTP).
+    pub login_timeout_secs: u64,
+    /// Refused logins recorded one by one per second, over all addresses; beyond it (and for
+    /// attempts from banned addresses) they are counted in one summary record per minute.
+    pub refused_login_records_per_sec: u32,
 }
 
 impl Default for LimitsConfig {
@@ -171,6 +181,10 @@ impl Default for LimitsConfig {
             max_connections: 1000,
             idle_timeout_secs: 300,
             login_failures: LoginFailuresConfig::default(),
+            max_connections_per_ip: 64,
+            max_sessions_per_user: 64,
+            login_timeout_secs: 60,
+            refused_login_records_per_sec: 20,
         }
     }
 }
@@ -183,8 +197,11 @@ pub struct LoginFailuresConfig {
     pub max: u32,
     /// Window over which failures are counted.
     pub window_secs: u64,
-    /// How long a source IP stays banned.
+    /// How long a source IP stays banned (and an account's password logins locked).
     pub ban_secs: u64,
+    /// Failed password logins to one account, from any address, within the window before its
+    /// password logins are locked for `ban_secs` (default: twice `max`; 0 turns it off).
+    pub account_max: Option<u32>,
 }
 
 impl Default for LoginFailuresConfig {
@@ -193,6 +210,7 @@ impl Default for LoginFailuresConfig {
             max: 5,
             window_secs: 300,
             ban_secs: 900,
+            account_max: None,
         }
     }
 }

@@ -1,99 +1,310 @@
-//! Login-failure tracking per source IP, shared by every protocol: `max` failures within
-//! `window_secs` ban the address for `ban_secs`. Bounded: expired entries are pruned.
+//! Login-failure tracking shared by every protocol, counted two ways that never reset each other:
+//! per source address (IPv4 alone, IPv6 by /64, since one host holds a whole /64) and per account.
+//! `max` failures of an address within `window_secs` ban it for `ban_secs`; `account_max` failed
+//! password logins to one account, from anywhere, lock that account's password logins for
+//! `ban_secs`. A success clears only that account's count.
+//!
+//! An attempt is *reserved* before its credentials are checked, so N parallel attempts from one
+//! address get at most the address's remaining allowance, not N guesses: once the failures plus
+//! the attempts in flight reach the limit, further attempts are refused without being verified.
+//! Both tables are bounded: stale entries are pruned when they grow past [`PRUNE_ABOVE`].
 
 use std::collections::{HashMap, VecDeque};
-use std::net::IpAddr;
+use std::hash::Hash;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::config::LoginFailuresConfig;
 
-/// Above this many tracked addresses, stale entries are pruned on the next failure.
+/// Above this many tracked keys, stale entries are pruned on the next reservation.
 const PRUNE_ABOVE: usize = 10_000;
 
+/// The unit an address is counted in: an IPv4 address (IPv4-mapped IPv6 included) alone, an
+/// IPv6 address by its /64.
+pub fn addr_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+/// How an address key reads in logs and audit records (`2001:db8::/64` for IPv6).
+pub fn addr_label(key: IpAddr) -> String {
+    match key {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("{v6}/64"),
+    }
+}
+
 #[derive(Debug, Default)]
-struct Entry {
+struct Counter {
     failures: VecDeque<Instant>,
+    /// Attempts reserved and not yet resolved.
+    pending: u32,
     banned_until: Option<Instant>,
+}
+
+impl Counter {
+    fn prune(&mut self, now: Instant, window: Duration) {
+        while self
+            .failures
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= window)
+        {
+            self.failures.pop_front();
+        }
+        if self.banned_until.is_some_and(|u| u <= now) {
+            self.banned_until = None;
+        }
+    }
+
+    fn banned(&self, now: Instant) -> Option<Duration> {
+        self.banned_until
+            .and_then(|u| u.checked_duration_since(now))
+            .filter(|d| !d.is_zero())
+    }
+
+    fn stale(&self, now: Instant, window: Duration) -> bool {
+        self.pending == 0
+            && self.banned_until.is_none_or(|u| u <= now)
+            && self
+                .failures
+                .back()
+                .is_none_or(|t| now.duration_since(*t) >= window)
+    }
+}
+
+/// One table of counters (addresses or accounts).
+#[derive(Debug)]
+struct Table<K> {
+    max: u32,
+    map: Mutex<HashMap<K, Counter>>,
+}
+
+/// Why a table refused to reserve an attempt.
+enum Full {
+    Banned,
+    InFlight,
+}
+
+impl<K: Hash + Eq + Clone> Table<K> {
+    fn new(max: u32) -> Self {
+        Self {
+            max,
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Counter>> {
+        // A panic elsewhere must not turn every later login into a panic.
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn banned(&self, key: &K, now: Instant) -> Option<Duration> {
+        self.lock().get(key)?.banned(now)
+    }
+
+    fn reserve(&self, key: &K, now: Instant, window: Duration) -> Result<(), Full> {
+        if self.max == 0 {
+            return Ok(());
+        }
+        let mut map = self.lock();
+        if map.len() > PRUNE_ABOVE {
+            map.retain(|_, c| !c.stale(now, window));
+        }
+        let c = map.entry(key.clone()).or_default();
+        c.prune(now, window);
+        if c.banned(now).is_some() {
+            return Err(Full::Banned);
+        }
+        if c.failures.len() + c.pending as usize >= self.max as usize {
+            return Err(Full::InFlight);
+        }
+        c.pending += 1;
+        Ok(())
+    }
+
+    fn release(&self, key: &K) {
+        if self.max == 0 {
+            return;
+        }
+        if let Some(c) = self.lock().get_mut(key) {
+            c.pending = c.pending.saturating_sub(1);
+        }
+    }
+
+    /// Turns a reservation into a failure; returns the ban length if this failure started one.
+    fn fail(&self, key: &K, now: Instant, ban: Duration) -> Option<Duration> {
+        if self.max == 0 {
+            return None;
+        }
+        let mut map = self.lock();
+        let c = map.entry(key.clone()).or_default();
+        c.pending = c.pending.saturating_sub(1);
+        c.failures.push_back(now);
+        if c.failures.len() >= self.max as usize && c.banned(now).is_none() {
+            c.failures.clear();
+            c.banned_until = Some(now + ban);
+            return Some(ban);
+        }
+        None
+    }
+
+    /// Releases a reservation and forgets the key's failures.
+    fn clear(&self, key: &K) {
+        if self.max == 0 {
+            return;
+        }
+        let mut map = self.lock();
+        if let Some(c) = map.get_mut(key) {
+            c.pending = c.pending.saturating_sub(1);
+            c.failures.clear();
+        }
+    }
+}
+
+/// Why an attempt was refused before its credentials were looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The address is banned.
+    AddressBanned,
+    /// The account's password logins are locked.
+    AccountLocked,
+    /// The address (or account) already has as many attempts in flight as failures left.
+    TooManyInFlight,
+}
+
+/// A ban or lock that a failure just started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BanStarted {
+    /// The address (key as from [`addr_key`]) is banned for this long.
+    Address(IpAddr, Duration),
+    /// The account's password logins are locked for this long.
+    Account(String, Duration),
 }
 
 /// The ban list.
 #[derive(Debug)]
 pub struct BanList {
-    cfg: LoginFailuresConfig,
-    entries: Mutex<HashMap<IpAddr, Entry>>,
+    window: Duration,
+    ban: Duration,
+    addrs: Table<IpAddr>,
+    accounts: Table<String>,
 }
 
 impl BanList {
     /// An empty list with these limits.
     pub fn new(cfg: LoginFailuresConfig) -> Self {
         Self {
-            cfg,
-            entries: Mutex::new(HashMap::new()),
+            window: Duration::from_secs(cfg.window_secs),
+            ban: Duration::from_secs(cfg.ban_secs),
+            addrs: Table::new(cfg.max),
+            accounts: Table::new(cfg.account_max.unwrap_or(cfg.max.saturating_mul(2))),
         }
     }
 
-    fn window(&self) -> Duration {
-        Duration::from_secs(self.cfg.window_secs)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Entry>> {
-        // A panic elsewhere must not turn every later login into a panic.
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Remaining ban time for `ip`, if banned.
+    /// Remaining ban time for `ip`'s address key, if banned.
     pub fn banned(&self, ip: IpAddr) -> Option<Duration> {
-        self.banned_at(ip, Instant::now())
+        self.addrs.banned(&addr_key(ip), Instant::now())
     }
 
-    fn banned_at(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
-        let map = self.lock();
-        let until = map.get(&ip)?.banned_until?;
-        until.checked_duration_since(now).filter(|d| !d.is_zero())
+    /// Reserves one attempt from `ip`, and for `account` when the attempt is a password login
+    /// to an existing account. Resolve it with [`Attempt::succeeded`] or [`Attempt::failed`];
+    /// dropping it unresolved (cancelled, or the verifier was busy) releases it uncounted.
+    pub fn reserve(&self, ip: IpAddr, account: Option<&str>) -> Result<Attempt<'_>, Refused> {
+        self.reserve_at(ip, account, Instant::now())
     }
 
-    /// Records a failure; returns true if it caused a ban.
-    pub fn failure(&self, ip: IpAddr) -> bool {
-        self.failure_at(ip, Instant::now())
+    fn reserve_at(
+        &self,
+        ip: IpAddr,
+        account: Option<&str>,
+        now: Instant,
+    ) -> Result<Attempt<'_>, Refused> {
+        let addr = addr_key(ip);
+        self.addrs
+            .reserve(&addr, now, self.window)
+            .map_err(|f| match f {
+                Full::Banned => Refused::AddressBanned,
+                Full::InFlight => Refused::TooManyInFlight,
+            })?;
+        let account = match account {
+            Some(a) => {
+                let a = a.to_string();
+                if let Err(f) = self.accounts.reserve(&a, now, self.window) {
+                    self.addrs.release(&addr);
+                    return Err(match f {
+                        Full::Banned => Refused::AccountLocked,
+                        Full::InFlight => Refused::TooManyInFlight,
+                    });
+                }
+                Some(a)
+            }
+            None => None,
+        };
+        Ok(Attempt {
+            list: self,
+            addr,
+            account,
+            done: false,
+        })
     }
+}
 
-    fn failure_at(&self, ip: IpAddr, now: Instant) -> bool {
-        if self.cfg.max == 0 {
-            return false;
+/// A reserved login attempt.
+#[derive(Debug)]
+pub struct Attempt<'a> {
+    list: &'a BanList,
+    addr: IpAddr,
+    account: Option<String>,
+    done: bool,
+}
+
+impl Attempt<'_> {
+    /// The credentials were good: the address's reservation is released (its earlier failures
+    /// stand) and the account's failures are forgotten.
+    pub fn succeeded(mut self) {
+        self.done = true;
+        self.list.addrs.release(&self.addr);
+        if let Some(a) = &self.account {
+            self.list.accounts.clear(a);
         }
-        let window = self.window();
-        let mut map = self.lock();
-        if map.len() > PRUNE_ABOVE {
-            map.retain(|_, e| {
-                e.banned_until.is_some_and(|u| u > now)
-                    || e.failures
-                        .back()
-                        .is_some_and(|t| now.duration_since(*t) < window)
-            });
+    }
+
+    /// The credentials were wrong: counts the failure; returns the bans it started.
+    pub fn failed(self) -> Vec<BanStarted> {
+        self.failed_at(Instant::now())
+    }
+
+    fn failed_at(mut self, now: Instant) -> Vec<BanStarted> {
+        self.done = true;
+        let mut started = Vec::new();
+        if let Some(d) = self.list.addrs.fail(&self.addr, now, self.list.ban) {
+            started.push(BanStarted::Address(self.addr, d));
         }
-        let e = map.entry(ip).or_default();
-        while e
-            .failures
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= window)
+        if let Some(a) = &self.account
+            && let Some(d) = self.list.accounts.fail(a, now, self.list.ban)
         {
-            e.failures.pop_front();
+            started.push(BanStarted::Account(a.clone(), d));
         }
-        e.failures.push_back(now);
-        if e.failures.len() >= self.cfg.max as usize {
-            e.failures.clear();
-            e.banned_until = Some(now + Duration::from_secs(self.cfg.ban_secs));
-            return true;
-        }
-        false
+        started
     }
+}
 
-    /// A successful login clears the address's failure count.
-    pub fn success(&self, ip: IpAddr) {
-        let mut map = self.lock();
-        if map.get(&ip).is_some_and(|e| e.banned_until.is_none()) {
-            map.remove(&ip);
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.list.addrs.release(&self.addr);
+            if let Some(a) = &self.account {
+                self.list.accounts.release(a);
+            }
         }
     }
 }
@@ -102,48 +313,131 @@ impl BanList {
 mod tests {
     use super::*;
 
-    fn list(max: u32) -> BanList {
+    fn list(max: u32, account_max: Option<u32>) -> BanList {
         BanList::new(LoginFailuresConfig {
             max,
             window_secs: 60,
             ban_secs: 120,
+            account_max,
         })
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
     }
 
     #[test]
     fn bans_after_max_within_window() {
-        let b = list(3);
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let b = list(3, None);
+        let a = ip("10.0.0.1");
         let t0 = Instant::now();
-        assert!(!b.failure_at(ip, t0));
-        assert!(!b.failure_at(ip, t0 + Duration::from_secs(1)));
-        assert!(b.failure_at(ip, t0 + Duration::from_secs(2)));
-        assert!(b.banned_at(ip, t0 + Duration::from_secs(3)).is_some());
-        assert!(b.banned_at(ip, t0 + Duration::from_secs(200)).is_none());
-        let other: IpAddr = "10.0.0.2".parse().unwrap();
-        assert!(b.banned_at(other, t0).is_none());
+        for i in 0..2 {
+            let at = t0 + Duration::from_secs(i);
+            assert!(b.reserve_at(a, None, at).unwrap().failed_at(at).is_empty());
+        }
+        let at = t0 + Duration::from_secs(2);
+        let started = b.reserve_at(a, None, at).unwrap().failed_at(at);
+        assert_eq!(
+            started,
+            vec![BanStarted::Address(a, Duration::from_secs(120))]
+        );
+        let during = t0 + Duration::from_secs(3);
+        assert_eq!(
+            b.reserve_at(a, None, during).unwrap_err(),
+            Refused::AddressBanned
+        );
+        assert!(b.reserve_at(ip("10.0.0.2"), None, during).is_ok());
+        assert!(b.reserve_at(a, None, t0 + Duration::from_secs(200)).is_ok());
     }
 
     #[test]
     fn old_failures_fall_out_of_the_window() {
-        let b = list(2);
-        let ip: IpAddr = "::1".parse().unwrap();
+        let b = list(2, None);
+        let a = ip("::1");
         let t0 = Instant::now();
-        assert!(!b.failure_at(ip, t0));
-        assert!(!b.failure_at(ip, t0 + Duration::from_secs(61)));
-        assert!(b.failure_at(ip, t0 + Duration::from_secs(62)));
+        b.reserve_at(a, None, t0).unwrap().failed_at(t0);
+        let t1 = t0 + Duration::from_secs(61);
+        assert!(b.reserve_at(a, None, t1).unwrap().failed_at(t1).is_empty());
+        let t2 = t0 + Duration::from_secs(62);
+        assert_eq!(b.reserve_at(a, None, t2).unwrap().failed_at(t2).len(), 1);
     }
 
     #[test]
-    fn success_resets_and_zero_disables() {
-        let b = list(2);
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        b.failure(ip);
-        b.success(ip);
-        assert!(!b.failure(ip));
-        let off = list(0);
+    fn parallel_attempts_get_only_the_remaining_allowance() {
+        let b = list(5, None);
+        let a = ip("10.0.0.9");
+        let held: Vec<_> = (0..5).map(|_| b.reserve(a, None).unwrap()).collect();
+        assert_eq!(b.reserve(a, None).unwrap_err(), Refused::TooManyInFlight);
+        let started: Vec<_> = held.into_iter().flat_map(Attempt::failed).collect();
+        assert_eq!(started.len(), 1, "the fifth failure starts the ban");
+        assert_eq!(b.reserve(a, None).unwrap_err(), Refused::AddressBanned);
+    }
+
+    #[test]
+    fn an_unresolved_attempt_is_released_uncounted() {
+        let b = list(1, None);
+        let a = ip("10.0.0.3");
+        drop(b.reserve(a, None).unwrap());
+        assert!(b.reserve(a, None).is_ok());
+    }
+
+    #[test]
+    fn success_clears_only_the_account() {
+        let b = list(3, Some(3));
+        let a = ip("10.0.0.1");
+        // Two failures on "bob", then a success on "alice" from the same address.
+        b.reserve(a, Some("bob")).unwrap().failed();
+        b.reserve(a, Some("bob")).unwrap().failed();
+        b.reserve(a, Some("alice")).unwrap().succeeded();
+        // The address still has its two failures: one more bans it.
+        let started = b.reserve(a, Some("carol")).unwrap().failed();
+        assert!(matches!(started[..], [BanStarted::Address(..)]));
+    }
+
+    #[test]
+    fn an_account_is_locked_from_any_address() {
+        let b = list(100, Some(3));
+        for i in 0..3 {
+            let from = ip(&format!("10.0.1.{i}"));
+            let started = b.reserve(from, Some("acme")).unwrap().failed();
+            assert_eq!(started.len(), usize::from(i == 2));
+        }
+        assert_eq!(
+            b.reserve(ip("10.9.9.9"), Some("acme")).unwrap_err(),
+            Refused::AccountLocked
+        );
+        // Other accounts, and the same address without a password login, are unaffected.
+        assert!(b.reserve(ip("10.9.9.9"), Some("other")).is_ok());
+        assert!(b.reserve(ip("10.0.1.0"), None).is_ok());
+    }
+
+    #[test]
+    fn ipv6_counts_by_64_and_mapped_ipv4_as_ipv4() {
+        let b = list(2, None);
+        b.reserve(ip("2001:db8:1:2::1"), None).unwrap().failed();
+        let started = b
+            .reserve(ip("2001:db8:1:2:ffff::9"), None)
+            .unwrap()
+            .failed();
+        assert_eq!(
+            started,
+            vec![BanStarted::Address(
+                ip("2001:db8:1:2::"),
+                Duration::from_secs(120)
+            )]
+        );
+        assert!(b.banned(ip("2001:db8:1:2:abcd::1")).is_some());
+        assert!(b.banned(ip("2001:db8:1:3::1")).is_none());
+        assert_eq!(addr_key(ip("::ffff:10.1.2.3")), ip("10.1.2.3"));
+        assert_eq!(addr_label(ip("2001:db8:1:2::")), "2001:db8:1:2::/64");
+    }
+
+    #[test]
+    fn zero_disables() {
+        let b = list(0, Some(0));
+        let a = ip("10.0.0.1");
         for _ in 0..10 {
-            assert!(!off.failure(ip));
+            assert!(b.reserve(a, Some("x")).unwrap().failed().is_empty());
         }
     }
 }

@@ -20,7 +20,8 @@ use crate::config::ValidConfig;
 use crate::policy::Rule;
 use crate::secret::Secret;
 use crate::vfs::VPath;
-use ban::BanList;
+use ban::{BanList, BanStarted, Refused};
+use password::Verifier;
 use pubkey::PublicKey;
 
 /// A front door.
@@ -162,6 +163,15 @@ pub enum AuthError {
     /// The source address is banned for too many failures.
     #[error("source address banned after repeated failures")]
     Banned,
+    /// The account's password logins are locked after repeated failures.
+    #[error("account locked after repeated failures")]
+    AccountLocked,
+    /// The address already has as many attempts in flight as it has failures left.
+    #[error("too many login attempts in progress from this address")]
+    TooManyAttempts,
+    /// No password verification slot was free in time; the client should try again later.
+    #[error("server busy verifying passwords")]
+    Busy,
     /// No such user.
     #[error("unknown user")]
     UnknownUser,
@@ -180,9 +190,44 @@ pub enum AuthError {
     /// The user may not use this protocol.
     #[error("protocol not allowed for user")]
     ProtocolNotAllowed,
+    /// The user already has `max_sessions_per_user` sessions open.
+    #[error("too many sessions open for this user")]
+    TooManySessions,
     /// A JWT was refused (the reason is for the audit log).
     #[error("bad token: {0}")]
     BadToken(&'static str),
+}
+
+impl AuthError {
+    /// True for refusals made before the credentials were looked at (ban, lock, throttle):
+    /// the client should be told to go away or retry later, not that the password was wrong.
+    pub fn is_throttle(self) -> bool {
+        matches!(
+            self,
+            AuthError::Banned
+                | AuthError::AccountLocked
+                | AuthError::TooManyAttempts
+                | AuthError::Busy
+        )
+    }
+}
+
+/// A refused login: why, and any ban or account lock this refusal started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Why.
+    pub error: AuthError,
+    /// Bans started by this failure (each is recorded once, when it starts).
+    pub started: Vec<BanStarted>,
+}
+
+impl From<AuthError> for Refusal {
+    fn from(error: AuthError) -> Self {
+        Self {
+            error,
+            started: Vec::new(),
+        }
+    }
 }
 
 /// Credential data for one user.
@@ -208,6 +253,7 @@ pub struct Identity {
     api_key_hashes: Vec<[u8; 32]>,
     api_key_users: Vec<(String, String)>,
     bans: BanList,
+    verifier: Verifier,
     jwt: Option<jwt::JwtVerifier>,
     /// Verified instead of a real hash for unknown users, so they cost the same time.
     dummy_hash: String,
@@ -262,6 +308,7 @@ impl Identity {
                 .map(|k| (k.name.clone(), k.user.clone()))
                 .collect(),
             bans: BanList::new(cfg.config.limits.login_failures),
+            verifier: Verifier::for_this_machine(),
             // Validation already built it once, so this cannot fail here.
             jwt: cfg
                 .config
@@ -292,19 +339,29 @@ impl Identity {
             .is_some_and(|a| a.password_hash.is_some())
     }
 
-    /// The one login path: checks the ban list, the credentials (argon2 off the runtime, the
-    /// same cost for unknown users), then `allowed_ips` and `protocols`. Failures count toward
-    /// the source address's ban. Returns the principal and, for API keys, the key's name.
+    /// The one login path: reserves the attempt with the ban list (refused at once when the
+    /// address is banned, the account locked, or as many attempts are in flight as failures are
+    /// left), checks the credentials (argon2 on the bounded verifier, the same cost for unknown
+    /// users), then `allowed_ips` and `protocols`. Returns the principal and, for API keys, the
+    /// key's name; a refusal says which bans it started.
     pub async fn login(
         &self,
         creds: &Credentials<'_>,
         protocol: Protocol,
         ip: IpAddr,
-    ) -> Result<(Principal, Option<String>), AuthError> {
-        if self.bans.banned(ip).is_some() {
-            return Err(AuthError::Banned);
-        }
-        let result = self.check(creds).await.and_then(|(account, key_name)| {
+    ) -> Result<(Principal, Option<String>), Refusal> {
+        // Account locks cover password guessing only: a public key cannot be guessed, and
+        // locking key logins would let anyone shut a partner out.
+        let account = match creds {
+            Credentials::Password { user, .. } if self.accounts.contains_key(*user) => Some(*user),
+            _ => None,
+        };
+        let attempt = self.bans.reserve(ip, account).map_err(|r| match r {
+            Refused::AddressBanned => AuthError::Banned,
+            Refused::AccountLocked => AuthError::AccountLocked,
+            Refused::TooManyInFlight => AuthError::TooManyAttempts,
+        })?;
+        let result = self.check(creds, ip).await.and_then(|(account, key_name)| {
             if let Some(nets) = &account.allowed_ips
                 && !nets.iter().any(|n| n.contains(&ip))
             {
@@ -317,15 +374,28 @@ impl Identity {
             }
             Ok((account.principal.clone(), key_name))
         });
-        match &result {
-            Ok(_) => self.bans.success(ip),
-            Err(_) => {
-                if self.bans.failure(ip) {
-                    tracing::warn!(%ip, "source address banned after repeated login failures");
+        match result {
+            Ok(ok) => {
+                attempt.succeeded();
+                Ok(ok)
+            }
+            // Not a verdict on the credentials: the reservation is released uncounted.
+            Err(AuthError::Busy) => Err(AuthError::Busy.into()),
+            Err(error) => {
+                let started = attempt.failed();
+                for b in &started {
+                    match b {
+                        BanStarted::Address(a, d) => {
+                            tracing::warn!(address = %ban::addr_label(*a), secs = d.as_secs(), "source address banned after repeated login failures")
+                        }
+                        BanStarted::Account(u, d) => {
+                            tracing::warn!(user = %u, secs = d.as_secs(), "account's password logins locked after repeated failures")
+                        }
+                    }
                 }
+                Err(Refusal { error, started })
             }
         }
-        result
     }
 
     fn verified_key(&self, user: &str, password: &str) -> [u8; 32] {
@@ -341,6 +411,7 @@ impl Identity {
     async fn check(
         &self,
         creds: &Credentials<'_>,
+        ip: IpAddr,
     ) -> Result<(&Account, Option<String>), AuthError> {
         match creds {
             Credentials::Password { user, password } => {
@@ -354,12 +425,12 @@ impl Identity {
                 }
                 let phc = account
                     .and_then(|a| a.password_hash.as_ref())
-                    .map(|h| h.expose().clone())
-                    .unwrap_or_else(|| self.dummy_hash.clone());
-                let pw = password.expose().as_bytes().to_vec();
-                let ok = tokio::task::spawn_blocking(move || password::verify(&phc, &pw))
+                    .map_or(self.dummy_hash.as_str(), |h| h.expose().as_str());
+                let ok = self
+                    .verifier
+                    .check(ban::addr_key(ip), phc, password.expose().as_bytes())
                     .await
-                    .unwrap_or(false);
+                    .map_err(|_| AuthError::Busy)?;
                 match account {
                     None => Err(AuthError::UnknownUser),
                     Some(a) if ok && a.password_hash.is_some() => {

@@ -68,6 +68,8 @@ impl DataChanCmd {
 #[derive(Debug)]
 #[allow(dead_code)]
 pub enum ControlChanMsg {
+    /// gatehouse patch: the authenticator is saturated; answer 421 and close.
+    AuthTryLater,
     /// Permission Denied
     PermissionDenied,
     /// File not found

@@ -81,6 +81,8 @@ where
     connection_helper: Option<OsString>,
     connection_helper_args: Vec<OsString>,
     binder: Arc<std::sync::Mutex<Option<Box<dyn crate::options::Binder>>>>,
+    // gatehouse patch: see options::Hardening.
+    hardening: options::Hardening,
 }
 
 /// Used to create [`Server`]s.
@@ -116,6 +118,8 @@ where
     connection_helper: Option<OsString>,
     connection_helper_args: Vec<OsString>,
     binder: Option<Box<dyn crate::options::Binder>>,
+    // gatehouse patch: see options::Hardening.
+    hardening: options::Hardening,
 }
 
 impl<Storage> ServerBuilder<Storage, DefaultUser>
@@ -167,6 +171,7 @@ where
             connection_helper: None,
             connection_helper_args: Vec::new(),
             binder: None,
+            hardening: options::Hardening::default(),
         }
     }
 
@@ -242,6 +247,7 @@ where
             connection_helper: self.connection_helper,
             connection_helper_args: self.connection_helper_args,
             binder: self.binder,
+            hardening: self.hardening,
         }
     }
 }
@@ -300,6 +306,7 @@ where
             connection_helper: None,
             connection_helper_args: Vec::new(),
             binder: None,
+            hardening: options::Hardening::default(),
         }
     }
 
@@ -382,7 +389,15 @@ where
             connection_helper: self.connection_helper,
             connection_helper_args: self.connection_helper_args,
             binder,
+            hardening: self.hardening,
         })
+    }
+
+    /// gatehouse patch: sets the limits of [`options::Hardening`] (command line length, login
+    /// and TLS handshake deadlines, connection admission).
+    pub fn hardening(mut self, hardening: options::Hardening) -> Self {
+        self.hardening = hardening;
+        self
     }
 
     /// Enables FTPS by configuring the path to the certificates file and the private key file. Both
@@ -1074,6 +1089,7 @@ where
             presence_listener: server.presence_listener.clone(),
             active_passive_mode: server.active_passive_mode,
             binder: server.binder.clone(),
+            hardening: server.hardening.clone(),
         }
     }
 }

@@ -1,4 +1,9 @@
-use super::{Reply, command::Command, error::ControlChanError, line_parser};
+use super::{
+    Reply,
+    command::Command,
+    error::{ControlChanError, ControlChanErrorKind},
+    line_parser,
+};
 
 use bytes::BytesMut;
 use std::io::Write;
@@ -12,11 +17,20 @@ pub struct FtpCodec {
     // is the next index to examine. The next time `decode` is called with `abcde\n`, we will only
     // look at `de\n` before returning.
     next_index: usize,
+    // gatehouse patch: longest line accepted, CRLF included.
+    max_line: usize,
 }
 
 impl FtpCodec {
+    #[allow(dead_code)]
     pub fn new() -> Self {
-        FtpCodec { next_index: 0 }
+        Self::with_max_line(usize::MAX)
+    }
+
+    /// gatehouse patch: a codec that refuses lines longer than `max_line` instead of buffering
+    /// until a newline arrives.
+    pub fn with_max_line(max_line: usize) -> Self {
+        FtpCodec { next_index: 0, max_line }
     }
 }
 
@@ -29,9 +43,15 @@ impl Decoder for FtpCodec {
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Command>, Self::Error> {
         if let Some(newline_offset) = buf[self.next_index..].iter().position(|b| *b == b'\n') {
             let newline_index = newline_offset + self.next_index;
+            if newline_index >= self.max_line {
+                return Err(ControlChanError::new(ControlChanErrorKind::CommandLineTooLong));
+            }
             let line = buf.split_to(newline_index + 1);
             self.next_index = 0;
             Ok(Some(line_parser::parse(line)?))
+        } else if buf.len() >= self.max_line {
+            // gatehouse patch: no newline within the cap.
+            Err(ControlChanError::new(ControlChanErrorKind::CommandLineTooLong))
         } else {
             self.next_index = buf.len();
             Ok(None)
@@ -82,6 +102,19 @@ impl Encoder<Reply> for FtpCodec {
 mod tests {
     use super::super::ReplyCode;
     use super::*;
+
+    #[test]
+    fn a_line_over_the_cap_is_refused_without_a_newline() {
+        // gatehouse patch regression test.
+        let mut codec = FtpCodec::with_max_line(16);
+        let mut buf = BytesMut::from(&b"NOOP\r\n"[..]);
+        assert!(codec.decode(&mut buf).unwrap().is_some());
+        let mut buf = BytesMut::from(&b"USER aaaaaaaaaaaaaaaaaaaaaaa"[..]);
+        assert_eq!(codec.decode(&mut buf).unwrap_err().kind(), &ControlChanErrorKind::CommandLineTooLong);
+        let mut codec = FtpCodec::with_max_line(16);
+        let mut buf = BytesMut::from(&b"USER aaaaaaaaaaaaaaaaaaaaaaa\r\n"[..]);
+        assert_eq!(codec.decode(&mut buf).unwrap_err().kind(), &ControlChanErrorKind::CommandLineTooLong);
+    }
 
     #[test]
     fn encode_multiline_reply_with_blank_line_does_not_panic() {

@@ -72,6 +72,8 @@ where
     pub presence_listener: Arc<dyn PresenceListener>,
     pub active_passive_mode: ActivePassiveMode,
     pub binder: Arc<std::sync::Mutex<Option<Box<dyn crate::options::Binder>>>>,
+    // gatehouse patch: see options::Hardening.
+    pub hardening: crate::options::Hardening,
 }
 
 /// Does TCP processing when an FTP client connects
@@ -106,6 +108,7 @@ where
         presence_listener,
         active_passive_mode,
         binder,
+        hardening,
         ..
     } = config;
 
@@ -179,7 +182,12 @@ where
         next: event_chain,
     };
 
-    let codec = FtpCodec::new();
+    // gatehouse patch: command lines are capped, and the login must complete in time.
+    let max_line = hardening.max_command_line;
+    let login_deadline = tokio::time::Instant::now() + hardening.login_timeout;
+    let tls_handshake_timeout = hardening.tls_handshake_timeout;
+    let mut logged_in = false;
+    let codec = FtpCodec::with_max_line(max_line);
     let cmd_and_reply_stream: Framed<Box<dyn AsyncReadAsyncWriteSendUnpin>, FtpCodec> = codec.framed(Box::new(tcp_stream));
     let (mut reply_sink, mut command_source) = cmd_and_reply_stream.split();
 
@@ -209,6 +217,9 @@ where
                                 incoming = Some(Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop)))
                             }
                         }
+                    },
+                    _ = tokio::time::sleep_until(login_deadline), if !logged_in => {
+                        incoming = Some(Err(ControlChanError::new(ControlChanErrorKind::LoginTimeout)));
                     },
                     _ = &mut timeout_delay => {
                         let session = shared_session.lock().await;
@@ -251,7 +262,11 @@ where
                             FtpsConfig::On { tls_config } => tls_config.into(),
                             _ => panic!("Could not create TLS acceptor. Illegal program state"),
                         };
-                        let accepted = acceptor.accept(io).await;
+                        // gatehouse patch: a client that never finishes the handshake is cut off.
+                        let accepted = match tokio::time::timeout(tls_handshake_timeout, acceptor.accept(io)).await {
+                            Ok(r) => r,
+                            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")),
+                        };
                         let io: Box<dyn AsyncReadAsyncWriteSendUnpin> = match accepted {
                             Ok(stream) => {
                                 let s: &ServerConnection = stream.get_ref().1;
@@ -268,11 +283,22 @@ where
                         };
 
                         // Wrap in codec again and get sink + source
-                        let codec = FtpCodec::new();
+                        let codec = FtpCodec::with_max_line(max_line);
                         let cmd_and_reply_stream = codec.framed(io);
                         let (sink, src) = cmd_and_reply_stream.split();
                         reply_sink = sink;
                         command_source = src;
+                    }
+
+                    if let Event::InternalMsg(ControlChanMsg::AuthSuccess { .. }) = &event {
+                        logged_in = true;
+                    }
+                    // gatehouse patch: the authenticator asked the client to come back later.
+                    if let Event::InternalMsg(ControlChanMsg::AuthTryLater) = &event {
+                        let _ = reply_sink
+                            .send(Reply::new(ReplyCode::ServiceNotAvailable, "Too many logins in progress; try again later"))
+                            .await;
+                        return;
                     }
 
                     if let Event::Command(Command::User { username }) = &event {
@@ -317,6 +343,13 @@ fn handle_control_channel_error(logger: slog::Logger, error: ControlChanError) -
         ControlChanErrorKind::UnknownCommand { .. } => (Reply::new(ReplyCode::CommandSyntaxError, "Command not implemented"), false),
         ControlChanErrorKind::Utf8Error => (Reply::new(ReplyCode::CommandSyntaxError, "Invalid UTF8 in command"), true),
         ControlChanErrorKind::InvalidCommand => (Reply::new(ReplyCode::ParameterSyntaxError, "Invalid Parameter"), false),
+        // gatehouse patch: an over-long line ends the session (its rest cannot be told from the
+        // next command); so does a login that took too long.
+        ControlChanErrorKind::CommandLineTooLong => (Reply::new(ReplyCode::CommandSyntaxError, "Command line too long"), true),
+        ControlChanErrorKind::LoginTimeout => (
+            Reply::new(ReplyCode::ServiceNotAvailable, "Login timed out. Closing control connection"),
+            true,
+        ),
         ControlChanErrorKind::ControlChannelTimeout => (
             Reply::new(ReplyCode::ClosingControlConnection, "Session timed out. Closing control connection"),
             true,
@@ -379,6 +412,7 @@ where
             DelFileSuccess { .. } | RmDirSuccess { .. } => Ok(Reply::new(ReplyCode::FileActionOkay, "Successfully removed")),
             DelFail => Ok(Reply::new(ReplyCode::TransientFileError, "Failed to delete the file")),
             ExitControlLoop => Ok(Reply::none()),
+            AuthTryLater => Ok(Reply::none()),
             SecureControlChannel => {
                 let mut session = self.session.lock().await;
                 session.cmd_tls = true;

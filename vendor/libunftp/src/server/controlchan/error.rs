@@ -52,6 +52,12 @@ pub enum ControlChanErrorKind {
     /// The timer on the Control Channel elapsed.
     #[display("Encountered read timeout on the control channel")]
     ControlChannelTimeout,
+    /// gatehouse patch: a command line longer than the configured cap.
+    #[display("Command line too long")]
+    CommandLineTooLong,
+    /// gatehouse patch: the client did not log in within the login timeout.
+    #[display("Login timed out")]
+    LoginTimeout,
     /// The control channel is out of sync e.g. expecting username in session after USER command but found none.
     #[display("Control channel in illegal state")]
     IllegalState,

@@ -109,8 +109,22 @@ where
     async fn handle(&mut self, event: Event) -> Result<Reply, ControlChanError> {
         match (self.ftps_requirement, event) {
             (FtpsRequired::None, event) => self.next.handle(event).await,
+            // gatehouse patch: every command that sets up or uses a data connection needs PROT P,
+            // not just PASV (EPSV and PORT set one up too, and PROT C after PASV would move the
+            // next transfer in clear).
             (FtpsRequired::All, event) => match event {
-                Event::Command(Command::Pasv) => {
+                Event::Command(
+                    Command::Pasv
+                    | Command::Epsv
+                    | Command::Port { .. }
+                    | Command::Retr { .. }
+                    | Command::Stor { .. }
+                    | Command::Appe { .. }
+                    | Command::Stou
+                    | Command::List { .. }
+                    | Command::Nlst { .. }
+                    | Command::Mlsd { .. },
+                ) => {
                     let is_tls = async {
                         let session = self.session.lock().await;
                         session.data_tls

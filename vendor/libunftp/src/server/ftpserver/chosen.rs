@@ -38,6 +38,8 @@ where
     pub presence_listener: Arc<dyn PresenceListener>,
     pub active_passive_mode: ActivePassiveMode,
     pub binder: Arc<std::sync::Mutex<Option<Box<dyn crate::options::Binder>>>>,
+    // gatehouse patch: see options::Hardening.
+    pub hardening: crate::options::Hardening,
 }
 
 impl<Storage, User> From<&OptionsHolder<Storage, User>> for controlchan::LoopConfig<Storage, User>
@@ -70,6 +72,7 @@ where
             presence_listener: server.presence_listener.clone(),
             active_passive_mode: server.active_passive_mode,
             binder: server.binder.clone(),
+            hardening: server.hardening.clone(),
         }
     }
 }

@@ -61,10 +61,41 @@ where
                         #[cfg(not(unix))]
                         unimplemented!()
                     } else {
+                        // gatehouse patch: the embedder admits (and counts) each connection before
+                        // the control loop starts; its guard lives as long as the connection.
+                        let guard = match options.hardening.admission.as_ref() {
+                            None => None,
+                            Some(admit) => match admit(socket_addr) {
+                                Some(g) => Some(g),
+                                None => {
+                                    slog::warn!(logger, "Refused control connection from {:?} (admission)", socket_addr);
+                                    let mut s = tcp_stream;
+                                    tokio::spawn(async move {
+                                        use tokio::io::AsyncWriteExt;
+                                        let _ = tokio::time::timeout(
+                                            std::time::Duration::from_secs(2),
+                                            s.write_all(b"421 Too many connections from your address, try again later\r\n"),
+                                        )
+                                        .await;
+                                    });
+                                    continue;
+                                }
+                            },
+                        };
                         let result =
                             controlchan::spawn_loop::<Storage, User>((&options).into(), tcp_stream, None, None, shutdown_listener, failed_logins.clone()).await;
-                        if let Err(err) = result {
-                            slog::error!(logger, "Could not spawn control channel loop for connection from {:?}: {:?}", socket_addr, err);
+                        match result {
+                            Err(err) => {
+                                slog::error!(logger, "Could not spawn control channel loop for connection from {:?}: {:?}", socket_addr, err);
+                            }
+                            Ok(jh) => {
+                                if let Some(g) = guard {
+                                    tokio::spawn(async move {
+                                        let _ = jh.await;
+                                        drop(g);
+                                    });
+                                }
+                            }
                         }
                     }
                 }

@@ -349,3 +349,42 @@ pub enum ActivePassiveMode {
     /// Both is enabled
     ActiveAndPassive,
 }
+
+/// gatehouse patch: admits or refuses a new control connection from an address. `Some(guard)`
+/// admits it and the guard is held until the connection ends; `None` answers `421` and closes.
+pub type ConnectionAdmission = Arc<dyn Fn(std::net::SocketAddr) -> Option<Box<dyn std::any::Any + Send + Sync>> + Send + Sync>;
+
+/// gatehouse patch: bounds that a hostile client cannot stretch.
+#[derive(Clone)]
+pub struct Hardening {
+    /// Longest command line accepted (bytes, CRLF included); a longer one is answered `500` and
+    /// the connection closed. Without a cap the codec buffers until it sees `\n`.
+    pub max_command_line: usize,
+    /// A client must complete its login within this long after connecting (`421` and close).
+    pub login_timeout: std::time::Duration,
+    /// Deadline for the TLS handshake after `AUTH TLS` and on data connections.
+    pub tls_handshake_timeout: std::time::Duration,
+    /// Called for every accepted control connection (legacy listener mode).
+    pub admission: Option<ConnectionAdmission>,
+}
+
+impl Default for Hardening {
+    fn default() -> Self {
+        Self {
+            max_command_line: 8 * 1024,
+            login_timeout: std::time::Duration::from_secs(60),
+            tls_handshake_timeout: std::time::Duration::from_secs(10),
+            admission: None,
+        }
+    }
+}
+
+impl Debug for Hardening {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hardening")
+            .field("max_command_line", &self.max_command_line)
+            .field("login_timeout", &self.login_timeout)
+            .field("tls_handshake_timeout", &self.tls_handshake_timeout)
+            .finish_non_exhaustive()
+    }
+}

@@ -132,6 +132,8 @@ where
                                 ControlChanMsg::AuthFailed
                             }
                         }
+                        // gatehouse patch: see auth::TRY_LATER.
+                        Err(unftp_core::auth::AuthenticationError::ImplPropagated(msg, _)) if msg == crate::auth::TRY_LATER => ControlChanMsg::AuthTryLater,
                         Err(unftp_core::auth::AuthenticationError::BadUser) => {
                             slog::warn!(logger, "PASS: Login attempt for unknown user {}", username);
                             ControlChanMsg::AuthFailed
