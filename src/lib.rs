@@ -8,6 +8,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod forwarded;
 pub mod identity;
 pub mod limits;
 pub mod policy;

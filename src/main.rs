@@ -64,7 +64,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config } => match config::load_default(config.config.as_deref(), &env) {
-            Ok(_) => {
+            Ok(valid) => {
+                let source = config::ConfigSource::find(config.config.as_deref());
+                for w in &valid.warnings {
+                    eprintln!("warning: {source}: {w}");
+                }
                 println!("ok");
                 Ok(ExitCode::SUCCESS)
             }

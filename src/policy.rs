@@ -93,6 +93,11 @@ impl ActionSet {
     pub fn union(self, other: ActionSet) -> ActionSet {
         ActionSet(self.0 | other.0)
     }
+
+    /// Whether every action of `other` is in this set.
+    pub fn contains_all(self, other: ActionSet) -> bool {
+        self.0 & other.0 == other.0
+    }
 }
 
 impl FromIterator<Action> for ActionSet {
@@ -167,6 +172,27 @@ pub fn decide(rules: &[Rule], path: &VPath, action: Action) -> Decision {
         Some((_, _, allow)) if allow.contains(action) => Decision::Allow,
         Some(_) => Decision::Deny(DenyReason::NotAllowed),
     }
+}
+
+/// Everything `rules` allow at `path`.
+pub fn granted(rules: &[Rule], path: &VPath) -> ActionSet {
+    Action::ALL
+        .into_iter()
+        .filter(|a| decide(rules, path, *a).is_allow())
+        .collect()
+}
+
+/// Whether moving the whole subtree at `top` as one unit keeps every rule inside it: true when
+/// each rule strictly below `top` grants at least what `top` grants. A stricter rule below
+/// (`/projects/legal` read-only under a writable `/projects`) would stop applying once its
+/// files sit under another name, so a directory rename across it must be refused, on the
+/// source side and on the target side alike.
+pub fn subtree_is_uniform(rules: &[Rule], top: &VPath) -> bool {
+    let at_top = granted(rules, top);
+    rules
+        .iter()
+        .filter(|r| r.path != *top && r.path.starts_with(top))
+        .all(|r| granted(rules, &r.path).contains_all(at_top))
 }
 
 #[cfg(test)]
@@ -257,6 +283,26 @@ mod tests {
         let rules = vec![rule("/", &Action::ALL, true), rule("/secret", &[], false)];
         assert!(!decide(&rules, &VPath::parse("/secret/x").unwrap(), Read).is_allow());
         assert!(decide(&rules, &VPath::parse("/secretive").unwrap(), Read).is_allow());
+    }
+
+    #[test]
+    fn a_stricter_rule_below_makes_a_subtree_non_uniform() {
+        let rules = vec![
+            rule("/", &Action::ALL, true),
+            rule("/projects/legal", &[List, Read], true),
+            rule("/open/more", &Action::ALL, false),
+        ];
+        let p = |s: &str| VPath::parse(s).unwrap();
+        assert!(!subtree_is_uniform(&rules, &p("/projects")));
+        assert!(!subtree_is_uniform(&rules, &p("/")));
+        assert!(subtree_is_uniform(&rules, &p("/projects/legal")));
+        assert!(subtree_is_uniform(&rules, &p("/p2")));
+        // A rule below that grants as much (or more) keeps it uniform.
+        assert!(subtree_is_uniform(&rules, &p("/open")));
+        assert_eq!(
+            granted(&rules, &p("/projects/legal/x")),
+            [List, Read].into_iter().collect()
+        );
     }
 
     #[test]

@@ -56,6 +56,36 @@ pub struct HealthCheck {
     pub interval: Duration,
 }
 
+/// Who may call a route beyond authenticating: `None` lists admit anyone authenticated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Access {
+    /// User names admitted.
+    pub users: Option<Vec<String>>,
+    /// Group names admitted.
+    pub groups: Option<Vec<String>>,
+}
+
+impl Access {
+    /// Whether a user (with these groups) may call the route.
+    pub fn admits(&self, user: &str, groups: &[String]) -> bool {
+        if self.users.is_none() && self.groups.is_none() {
+            return true;
+        }
+        self.users
+            .as_ref()
+            .is_some_and(|u| u.iter().any(|x| x == user))
+            || self
+                .groups
+                .as_ref()
+                .is_some_and(|g| g.iter().any(|x| groups.contains(x)))
+    }
+
+    /// True when any authenticated user is admitted.
+    pub fn is_open(&self) -> bool {
+        self.users.is_none() && self.groups.is_none()
+    }
+}
+
 /// One upstream base URL, split.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
@@ -135,6 +165,10 @@ pub struct Route {
     pub health_check: Option<HealthCheck>,
     /// Retries for idempotent methods.
     pub retries: u32,
+    /// Who may call it.
+    pub access: Access,
+    /// Pass the client's credentials on a public route.
+    pub forward_credentials: bool,
 }
 
 impl Route {
@@ -165,6 +199,14 @@ pub struct Aggregate {
     pub timeout: Duration,
     /// `(key, url)` pairs.
     pub parts: Vec<(String, String)>,
+    /// Per-principal limit.
+    pub rate_limit: Option<Quota>,
+    /// Limit shared by every caller.
+    pub global_rate_limit: Option<Quota>,
+    /// Largest body read from one part.
+    pub max_part_bytes: usize,
+    /// Who may call it.
+    pub access: Access,
 }
 
 /// Result of matching a request.
@@ -185,6 +227,87 @@ pub enum RouteMatch<'a> {
 pub struct RouteTable {
     routes: Vec<Route>,
     aggregates: Vec<Aggregate>,
+}
+
+/// Why a request path was refused before route matching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PathRejection {
+    /// Not an absolute path.
+    #[error("the path must start with '/'")]
+    NotAbsolute,
+    /// A `%` not followed by two hex digits.
+    #[error("malformed percent-encoding")]
+    BadEscape,
+    /// `%2e` in a dot segment, `%2f`, `%5c`, `%00`, a backslash or a control byte: spellings
+    /// that upstreams decode differently from one another.
+    #[error("ambiguous encoding in the path (encoded dot segment, slash, backslash or NUL)")]
+    Ambiguous,
+    /// `..` above the root.
+    #[error("the path climbs above the root")]
+    AboveRoot,
+}
+
+/// Normalises a request path (as sent, percent-encoded) before route matching, so that what
+/// matched is what the upstream gets: `.` and `..` segments are resolved (RFC 3986 §5.2.4),
+/// repeated slashes merged; encoded dot segments, encoded slashes and backslashes, NUL and other
+/// control bytes are refused, as is `..` above the root. Other escapes stay as sent.
+pub fn normalize_path(raw: &str) -> Result<String, PathRejection> {
+    if !raw.starts_with('/') {
+        return Err(PathRejection::NotAbsolute);
+    }
+    let trailing = raw.len() > 1 && raw.ends_with('/');
+    let mut out: Vec<&str> = Vec::new();
+    for seg in raw.split('/') {
+        if seg.bytes().any(|b| b == b'\\' || b < 0x20 || b == 0x7f) {
+            return Err(PathRejection::Ambiguous);
+        }
+        let decoded = decode_segment(seg)?;
+        match (seg, decoded.as_str()) {
+            ("" | ".", _) => {}
+            ("..", _) => {
+                if out.pop().is_none() {
+                    return Err(PathRejection::AboveRoot);
+                }
+            }
+            (_, "." | "..") => return Err(PathRejection::Ambiguous),
+            _ => out.push(seg),
+        }
+    }
+    let mut path = String::with_capacity(raw.len());
+    for seg in &out {
+        path.push('/');
+        path.push_str(seg);
+    }
+    if path.is_empty() || (trailing && !out.is_empty()) {
+        path.push('/');
+    }
+    Ok(path)
+}
+
+/// A segment with its escapes decoded; refuses escapes of `/`, `\`, NUL and control bytes.
+fn decode_segment(seg: &str) -> Result<String, PathRejection> {
+    if !seg.contains('%') {
+        return Ok(seg.to_string());
+    }
+    let bytes = seg.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).ok_or(PathRejection::BadEscape)?;
+            let text = std::str::from_utf8(hex).map_err(|_| PathRejection::BadEscape)?;
+            let b = u8::from_str_radix(text, 16).map_err(|_| PathRejection::BadEscape)?;
+            if b == b'/' || b == b'\\' || b < 0x20 || b == 0x7f {
+                return Err(PathRejection::Ambiguous);
+            }
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// Whether `path` is `prefix` or under it, by whole segments.
@@ -259,6 +382,8 @@ mod tests {
             remove_response_headers: vec![],
             health_check: None,
             retries: 0,
+            access: Access::default(),
+            forward_credentials: false,
         }
     }
 
@@ -274,6 +399,10 @@ mod tests {
                 auth: vec![],
                 timeout: Duration::from_secs(1),
                 parts: vec![],
+                rate_limit: None,
+                global_rate_limit: None,
+                max_part_bytes: 1 << 20,
+                access: Access::default(),
             }],
         )
     }
@@ -335,7 +464,44 @@ mod tests {
         assert!(Upstream::parse("nope").is_err());
     }
 
+    #[test]
+    fn request_paths_are_normalised_or_refused() {
+        let ok =
+            |raw: &str, want: &str| assert_eq!(normalize_path(raw), Ok(want.to_string()), "{raw}");
+        ok("/", "/");
+        ok("/api/orders/42", "/api/orders/42");
+        ok("/public/../admin", "/admin");
+        ok("//api///orders/", "/api/orders/");
+        ok("/a/./b/.", "/a/b");
+        ok("/a/b/..", "/a");
+        ok("/a%20b/%41", "/a%20b/%41");
+        let bad =
+            |raw: &str, why: PathRejection| assert_eq!(normalize_path(raw), Err(why), "{raw}");
+        bad("/public/%2e%2e/admin", PathRejection::Ambiguous);
+        bad("/public/.%2E/admin", PathRejection::Ambiguous);
+        bad("/public/%2E/x", PathRejection::Ambiguous);
+        bad("/public%2fadmin", PathRejection::Ambiguous);
+        bad("/public%5cadmin", PathRejection::Ambiguous);
+        bad("/a\\b", PathRejection::Ambiguous);
+        bad("/a%00", PathRejection::Ambiguous);
+        bad("/a%zz", PathRejection::BadEscape);
+        bad("/a%4", PathRejection::BadEscape);
+        bad("/..", PathRejection::AboveRoot);
+        bad("/a/../..", PathRejection::AboveRoot);
+        bad("api", PathRejection::NotAbsolute);
+    }
+
     proptest! {
+        /// A normalised path never holds a dot segment or an empty one, and normalising it again
+        /// changes nothing.
+        #[test]
+        fn normalising_is_idempotent(raw in "/[a-z./%25]{0,24}") {
+            if let Ok(n) = normalize_path(&raw) {
+                prop_assert!(!n.split('/').skip(1).any(|s| s == "." || s == ".."));
+                prop_assert_eq!(normalize_path(&n), Ok(n.clone()));
+            }
+        }
+
         #[test]
         fn a_match_is_always_under_its_prefix(path in "/[a-z/]{0,20}") {
             let t = table();

@@ -165,6 +165,9 @@ pub async fn run(
     let source = ConfigSource::find(config);
     let cfg = source.load(env)?;
     tracing::info!(config = %source, "configuration loaded");
+    for w in &cfg.warnings {
+        tracing::warn!(config = %source, "{w}");
+    }
     if source == ConfigSource::Demo {
         tracing::warn!(
             "running the built-in demo config: users demo/demo and admin/admin, loopback only; write a gatehouse.toml (start from `gatehouse demo-config`) before real use"

@@ -60,10 +60,40 @@ pub(crate) struct AppState {
     pub tls: bool,
 }
 
-/// Per-connection facts handlers can read from request extensions.
+/// Per-request facts handlers can read from request extensions.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ConnInfo {
+    /// The client: the TCP peer, or behind a trusted proxy the address it reported.
     pub remote: SocketAddr,
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// Whether the peer is in `[http] trusted_proxies`.
+    pub trusted_peer: bool,
+}
+
+impl ConnInfo {
+    fn of(peer: SocketAddr, headers: &http::HeaderMap, trusted: &[ipnet::IpNet]) -> Self {
+        let trusted_peer = crate::forwarded::is_trusted(peer.ip(), trusted);
+        let remote = if trusted_peer {
+            let xff = headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok());
+            let ip = crate::forwarded::client_ip(peer.ip(), xff, trusted);
+            if ip == peer.ip() {
+                peer
+            } else {
+                SocketAddr::new(ip, 0)
+            }
+        } else {
+            peer
+        };
+        Self {
+            remote,
+            peer,
+            trusted_peer,
+        }
+    }
 }
 
 /// A bound, not yet running, HTTP listener.
@@ -202,12 +232,15 @@ impl HttpListener {
             let tls = self.tls.clone();
             let watcher = graceful.watcher();
             let builder = builder.clone();
+            let trusted = self.core.clone();
             shutdown.tasks.spawn(async move {
                 let _guard = guard;
                 let svc = hyper::service::service_fn(
                     move |mut req: http::Request<hyper::body::Incoming>| {
-                        req.extensions_mut().insert(ConnInfo { remote });
-                        req.extensions_mut().insert(ConnectInfo(remote));
+                        let info =
+                            ConnInfo::of(remote, req.headers(), &trusted.config.trusted_proxies);
+                        req.extensions_mut().insert(info);
+                        req.extensions_mut().insert(ConnectInfo(info.remote));
                         router.clone().oneshot(req.map(axum::body::Body::new))
                     },
                 );

@@ -45,37 +45,36 @@ pub enum SftpError {
     },
 }
 
-/// Ciphers offered: what OpenSSH offers, including AES-GCM (AES-NI makes it the fastest).
-const CIPHERS: &[cipher::Name] = &[
-    cipher::CHACHA20_POLY1305,
-    cipher::AES_128_GCM,
-    cipher::AES_256_GCM,
-    cipher::AES_128_CTR,
-    cipher::AES_192_CTR,
-    cipher::AES_256_CTR,
-];
+/// Names from the config (validated by `check` against the lists in `config`) as russh's
+/// algorithm names; the strict-kex and ext-info markers are always added to key exchanges.
+fn algorithms(
+    cfg: Option<&crate::config::SftpConfig>,
+) -> (Vec<kex::Name>, Vec<cipher::Name>, Vec<mac::Name>) {
+    use crate::config::{SSH_DEFAULT_CIPHERS, SSH_DEFAULT_KEX, SSH_DEFAULT_MACS};
+    let pick = |list: Option<&Vec<String>>, default: &[&str]| -> Vec<String> {
+        list.cloned()
+            .unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect())
+    };
+    let mut kexes: Vec<kex::Name> = pick(cfg.and_then(|c| c.kex.as_ref()), SSH_DEFAULT_KEX)
+        .iter()
+        .filter_map(|n| kex::Name::try_from(n.as_str()).ok())
+        .collect();
+    kexes.push(kex::EXTENSION_SUPPORT_AS_SERVER);
+    kexes.push(kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER);
+    let ciphers = pick(cfg.and_then(|c| c.ciphers.as_ref()), SSH_DEFAULT_CIPHERS)
+        .iter()
+        .filter_map(|n| cipher::Name::try_from(n.as_str()).ok())
+        .collect();
+    let macs = pick(cfg.and_then(|c| c.macs.as_ref()), SSH_DEFAULT_MACS)
+        .iter()
+        .filter_map(|n| mac::Name::try_from(n.as_str()).ok())
+        .collect();
+    (kexes, ciphers, macs)
+}
 
-/// Key exchanges: russh's safe defaults plus NIST ECDH for older clients (WinSCP, Java).
-const KEX: &[kex::Name] = &[
-    kex::MLKEM768X25519_SHA256,
-    kex::CURVE25519,
-    kex::CURVE25519_PRE_RFC_8731,
-    kex::ECDH_SHA2_NISTP256,
-    kex::ECDH_SHA2_NISTP384,
-    kex::ECDH_SHA2_NISTP521,
-    kex::DH_GEX_SHA256,
-    kex::DH_G16_SHA512,
-    kex::DH_G14_SHA256,
-    kex::EXTENSION_SUPPORT_AS_SERVER,
-    kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER,
-];
-
-const MACS: &[mac::Name] = &[
-    mac::HMAC_SHA256_ETM,
-    mac::HMAC_SHA512_ETM,
-    mac::HMAC_SHA256,
-    mac::HMAC_SHA512,
-];
+/// No compression: zlib before authentication widens the unauthenticated attack surface
+/// (ssh-audit warns), and file transfers rarely gain from it.
+const COMPRESSION: &[russh::compression::Name] = &[russh::compression::NONE];
 
 const HOST_KEY_ALGS: &[Algorithm] = &[
     Algorithm::Ed25519,
@@ -162,6 +161,7 @@ pub async fn bind(core: Arc<Core>, addr: SocketAddr) -> Result<SftpListener, Sft
         .map(|p| host_key(p))
         .collect::<Result<Vec<_>, _>>()?;
     let limits = &core.config.config.limits;
+    let (kexes, ciphers, macs) = algorithms(sftp.as_ref());
     let config = russh::server::Config {
         server_id: russh::SshId::Standard(Cow::Borrowed(concat!(
             "SSH-2.0-gatehouse_",
@@ -181,10 +181,11 @@ pub async fn bind(core: Arc<Core>, addr: SocketAddr) -> Result<SftpListener, Sft
         // Headroom for pipelined requests; the session's reader task drains it continuously.
         channel_buffer_size: 1024,
         preferred: Preferred {
-            kex: Cow::Borrowed(KEX),
+            kex: Cow::Owned(kexes),
             key: Cow::Borrowed(HOST_KEY_ALGS),
-            cipher: Cow::Borrowed(CIPHERS),
-            mac: Cow::Borrowed(MACS),
+            cipher: Cow::Owned(ciphers),
+            mac: Cow::Owned(macs),
+            compression: Cow::Borrowed(COMPRESSION),
             ..Preferred::DEFAULT
         },
         ..Default::default()
@@ -236,5 +237,28 @@ impl SftpListener {
                 metrics::gauge!(telemetry::CONNECTIONS, "protocol" => "sftp").decrement(1.0);
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every name `check` accepts is one russh implements (or `serve` would silently drop it).
+    #[test]
+    fn every_supported_name_is_a_russh_algorithm() {
+        use crate::config::{SSH_SUPPORTED_CIPHERS, SSH_SUPPORTED_KEX, SSH_SUPPORTED_MACS};
+        for n in SSH_SUPPORTED_KEX {
+            assert!(kex::Name::try_from(*n).is_ok(), "{n}");
+        }
+        for n in SSH_SUPPORTED_CIPHERS {
+            assert!(cipher::Name::try_from(*n).is_ok(), "{n}");
+        }
+        for n in SSH_SUPPORTED_MACS {
+            assert!(mac::Name::try_from(*n).is_ok(), "{n}");
+        }
+        let (k, c, m) = algorithms(None);
+        assert_eq!(k.len(), crate::config::SSH_DEFAULT_KEX.len() + 2);
+        assert!(!c.is_empty() && !m.is_empty());
     }
 }

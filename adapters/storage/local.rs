@@ -16,8 +16,8 @@ use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use crate::vfs::backend::{
-    Backend, ByteStream, Capabilities, Entry, EntryKind, EntryStream, Key, StageMode, StagedWrite,
-    StorageError, StorageErrorKind,
+    Backend, ByteStream, Capabilities, CommitMode, Entry, EntryKind, EntryStream, Key, StageMode,
+    StagedWrite, StorageError, StorageErrorKind,
 };
 
 /// Name of the directory the gateway keeps for itself at the root.
@@ -439,7 +439,11 @@ impl StagedWrite for LocalStaged {
         f.write_all(&data).await.map_err(|e| io_err(e, "write"))
     }
 
-    async fn commit(mut self: Box<Self>, sha256: [u8; 32]) -> Result<(), StorageError> {
+    async fn commit(
+        mut self: Box<Self>,
+        sha256: [u8; 32],
+        mode: CommitMode,
+    ) -> Result<(), StorageError> {
         let mut f = self
             .file
             .take()
@@ -452,7 +456,16 @@ impl StagedWrite for LocalStaged {
             let m = std_file.metadata().map_err(|e| io_err(e, "stat"))?;
             // Best effort: filesystems without user xattrs just serve no Repr-Digest.
             let _ = xattr::set(&tmp, XATTR, digest_value(&sha256, &m).as_bytes());
-            std::fs::rename(&tmp, &target).map_err(|e| io_err(e, "rename into place"))?;
+            match mode {
+                CommitMode::Replace => {
+                    std::fs::rename(&tmp, &target).map_err(|e| io_err(e, "rename into place"))?
+                }
+                // link(2) fails with EEXIST if anything is at the target: an atomic create.
+                CommitMode::NoReplace => {
+                    std::fs::hard_link(&tmp, &target).map_err(|e| io_err(e, "link into place"))?;
+                    let _ = std::fs::remove_file(&tmp);
+                }
+            }
             if let Some(dir) = target.parent()
                 && let Ok(d) = std::fs::File::open(dir)
             {

@@ -19,12 +19,13 @@ use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::path::Path;
 use object_store::{
     Attribute, AttributeValue, Attributes, GetOptions, GetRange, ListResult, ObjectMeta,
-    ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, WriteMultipart,
+    ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload,
+    WriteMultipart,
 };
 
 use crate::vfs::backend::{
-    Backend, ByteStream, Capabilities, Entry, EntryKind, EntryStream, Key, StageMode, StagedWrite,
-    StorageError, StorageErrorKind,
+    Backend, ByteStream, Capabilities, CommitMode, Entry, EntryKind, EntryStream, Key, StageMode,
+    StagedWrite, StorageError, StorageErrorKind,
 };
 
 /// Marker object that makes an empty directory exist.
@@ -425,6 +426,19 @@ struct ObjectStaged {
     multipart: Option<WriteMultipart>,
 }
 
+impl ObjectStaged {
+    async fn exists(
+        store: Arc<dyn ObjectStore>,
+        key: &Key,
+    ) -> Result<Option<ObjectMeta>, StorageError> {
+        match store.head(&path_of(key.as_str())).await {
+            Ok(m) => Ok(Some(m)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(map_err(e)),
+        }
+    }
+}
+
 #[async_trait]
 impl StagedWrite for ObjectStaged {
     async fn write(&mut self, data: Bytes) -> Result<(), StorageError> {
@@ -454,7 +468,11 @@ impl StagedWrite for ObjectStaged {
         Ok(())
     }
 
-    async fn commit(mut self: Box<Self>, sha256: [u8; 32]) -> Result<(), StorageError> {
+    async fn commit(
+        mut self: Box<Self>,
+        sha256: [u8; 32],
+        mode: CommitMode,
+    ) -> Result<(), StorageError> {
         let hex_digest = hex::encode(sha256);
         match self.multipart.take() {
             None => {
@@ -463,8 +481,13 @@ impl StagedWrite for ObjectStaged {
                     Attribute::Metadata(META_SHA256.into()),
                     AttributeValue::from(hex_digest),
                 );
+                // No-replace: `If-None-Match: *`, atomic on S3 and the memory store.
                 let opts = PutOptions {
                     attributes,
+                    mode: match mode {
+                        CommitMode::Replace => PutMode::Overwrite,
+                        CommitMode::NoReplace => PutMode::Create,
+                    },
                     ..Default::default()
                 };
                 let body = PutPayload::from(std::mem::take(&mut self.buf).freeze());
@@ -475,6 +498,17 @@ impl StagedWrite for ObjectStaged {
                     .map_err(map_err)
             }
             Some(mp) => {
+                // object_store completes multipart uploads unconditionally, so a no-replace commit
+                // checks just before completing: the window is one request, not the upload.
+                if mode == CommitMode::NoReplace
+                    && let Ok(Some(_)) = Self::exists(self.store.clone(), &self.key).await
+                {
+                    let _ = mp.abort().await;
+                    return Err(StorageError::new(
+                        StorageErrorKind::AlreadyExists,
+                        "target appeared during the upload",
+                    ));
+                }
                 let done = mp.finish().await.map_err(map_err)?;
                 let value = format!("{hex_digest} {}", done.e_tag.unwrap_or_default());
                 // Best effort: without it the file just has no Repr-Digest.

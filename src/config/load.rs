@@ -127,17 +127,20 @@ pub fn load_str(
         }])
     })?;
 
-    super::validate::validate(config).map_err(|errs| {
-        fail(
-            errs.into_iter()
-                .map(|(path, msg)| ConfigError {
-                    key: path.to_string(),
-                    line: locate(&path),
-                    msg,
-                })
-                .collect(),
-        )
-    })
+    let to_errors = |errs: Vec<(KeyPath, String)>| -> Vec<ConfigError> {
+        errs.into_iter()
+            .map(|(path, msg)| ConfigError {
+                key: path.to_string(),
+                line: locate(&path),
+                msg,
+            })
+            .collect()
+    };
+    let (mut valid, warnings) =
+        super::validate::validate(config).map_err(|errs| fail(to_errors(errs)))?;
+    valid.warnings = to_errors(warnings);
+    valid.warnings.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+    Ok(valid)
 }
 
 fn first_line(s: &str) -> String {

@@ -4,7 +4,11 @@
 
 mod load;
 mod locate;
+mod routes;
 mod validate;
+mod validate_isolation;
+mod validate_routes;
+mod validate_storage;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,6 +16,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use load::{ConfigError, ConfigErrors, EnvLookup, load_file, load_str};
+pub use routes::{
+    AggregateConfig, AggregatePartConfig, CacheConfig, HealthCheckConfig, RateLimitConfig,
+    RouteConfig,
+};
 pub use validate::{
     ValidApiKey, ValidBackend, ValidConfig, ValidGroup, ValidMount, ValidRule, ValidUser,
 };
@@ -227,7 +235,61 @@ pub struct SftpConfig {
     /// Authentication attempts allowed per connection.
     #[serde(default = "default_max_auth_attempts")]
     pub max_auth_attempts: usize,
+    /// Key exchange algorithms offered, in order (default: [`SSH_DEFAULT_KEX`]).
+    pub kex: Option<Vec<String>>,
+    /// Ciphers offered, in order (default: [`SSH_DEFAULT_CIPHERS`]).
+    pub ciphers: Option<Vec<String>>,
+    /// MACs offered, in order (default: [`SSH_DEFAULT_MACS`]).
+    pub macs: Option<Vec<String>>,
 }
+
+/// Key exchanges offered by default: what Mozilla's "modern" OpenSSH guideline and ssh-audit's
+/// default policy accept (post-quantum hybrids and curve25519; no NIST curves, no SHA-1, no
+/// 2048-bit groups).
+pub const SSH_DEFAULT_KEX: &[&str] = &[
+    "mlkem768x25519-sha256",
+    "curve25519-sha256",
+    "curve25519-sha256@libssh.org",
+    "diffie-hellman-group18-sha512",
+    "diffie-hellman-group16-sha512",
+    "diffie-hellman-group-exchange-sha256",
+];
+/// Every key exchange `[sftp] kex` may name (legacy partners may need the NIST curves).
+pub const SSH_SUPPORTED_KEX: &[&str] = &[
+    "mlkem768x25519-sha256",
+    "curve25519-sha256",
+    "curve25519-sha256@libssh.org",
+    "diffie-hellman-group18-sha512",
+    "diffie-hellman-group16-sha512",
+    "diffie-hellman-group-exchange-sha256",
+    "diffie-hellman-group14-sha256",
+    "ecdh-sha2-nistp256",
+    "ecdh-sha2-nistp384",
+    "ecdh-sha2-nistp521",
+];
+/// Ciphers offered by default (AEADs first; CTR only with encrypt-then-MAC).
+pub const SSH_DEFAULT_CIPHERS: &[&str] = &[
+    "chacha20-poly1305@openssh.com",
+    "aes256-gcm@openssh.com",
+    "aes128-gcm@openssh.com",
+    "aes256-ctr",
+    "aes192-ctr",
+    "aes128-ctr",
+];
+/// Every cipher `[sftp] ciphers` may name.
+pub const SSH_SUPPORTED_CIPHERS: &[&str] = SSH_DEFAULT_CIPHERS;
+/// MACs offered by default: encrypt-then-MAC only.
+pub const SSH_DEFAULT_MACS: &[&str] = &[
+    "hmac-sha2-512-etm@openssh.com",
+    "hmac-sha2-256-etm@openssh.com",
+];
+/// Every MAC `[sftp] macs` may name (the encrypt-and-MAC ones for legacy partners).
+pub const SSH_SUPPORTED_MACS: &[&str] = &[
+    "hmac-sha2-512-etm@openssh.com",
+    "hmac-sha2-256-etm@openssh.com",
+    "hmac-sha2-512",
+    "hmac-sha2-256",
+];
 
 fn default_max_auth_attempts() -> usize {
     6
@@ -281,6 +343,10 @@ pub struct HttpConfig {
     /// Deadline for receiving a request's headers.
     #[serde(default = "default_header_timeout")]
     pub header_timeout_secs: u64,
+    /// Peers (CIDRs) whose `X-Forwarded-For` / `-Host` / `-Proto` are believed; from anyone
+    /// else those headers are replaced with what the gateway sees.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 fn default_header_timeout() -> u64 {
@@ -447,123 +513,4 @@ pub struct ApiKeyConfig {
     pub user: String,
     /// `sha256:<hex>` of the key.
     pub key_hash: String,
-}
-
-/// `rate_limit = { per_second, burst }`
-#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RateLimitConfig {
-    /// Sustained rate.
-    pub per_second: u32,
-    /// Bucket size (default = per_second).
-    pub burst: Option<u32>,
-}
-
-/// `cache = { ttl_secs }`
-#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct CacheConfig {
-    /// Time to live of a cached response.
-    pub ttl_secs: u64,
-    /// Largest body cached, in bytes (default 1 MiB).
-    pub max_body_bytes: Option<u64>,
-}
-
-/// `health_check = { path, interval_secs }`
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct HealthCheckConfig {
-    /// Path requested on each upstream; a 2xx answer means healthy.
-    pub path: String,
-    /// Seconds between checks.
-    #[serde(default = "default_health_interval")]
-    pub interval_secs: u64,
-}
-
-fn default_health_interval() -> u64 {
-    5
-}
-
-/// `[[routes]]`
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteConfig {
-    /// Route name (metrics, audit).
-    pub name: String,
-    /// Requests under this prefix go to the upstreams.
-    pub path_prefix: String,
-    /// Allowed methods (absent = all).
-    pub methods: Option<Vec<String>>,
-    /// Upstream base URLs.
-    pub upstreams: Vec<String>,
-    /// Remove `path_prefix` before forwarding.
-    #[serde(default)]
-    pub strip_prefix: bool,
-    /// Accepted schemes: "api_key", "basic", "jwt", "none" (default api_key + basic).
-    pub auth: Option<Vec<String>>,
-    /// Upstream deadline.
-    #[serde(default = "default_route_timeout")]
-    pub timeout_secs: u64,
-    /// Per-principal token bucket.
-    pub rate_limit: Option<RateLimitConfig>,
-    /// Route-wide token bucket shared by every client.
-    pub global_rate_limit: Option<RateLimitConfig>,
-    /// Response cache.
-    pub cache: Option<CacheConfig>,
-    /// Headers added to the upstream request.
-    #[serde(default)]
-    pub add_request_headers: BTreeMap<String, String>,
-    /// Headers removed from the upstream request.
-    #[serde(default)]
-    pub remove_request_headers: Vec<String>,
-    /// Headers added to the response.
-    #[serde(default)]
-    pub add_response_headers: BTreeMap<String, String>,
-    /// Headers removed from the response.
-    #[serde(default)]
-    pub remove_response_headers: Vec<String>,
-    /// Active health check.
-    pub health_check: Option<HealthCheckConfig>,
-    /// Retries for idempotent methods on connect errors, 502 and 503.
-    #[serde(default = "default_retries")]
-    pub retries: u32,
-}
-
-fn default_route_timeout() -> u64 {
-    30
-}
-
-fn default_retries() -> u32 {
-    1
-}
-
-/// One part of an aggregate.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct AggregatePartConfig {
-    /// Key in the merged object.
-    pub key: String,
-    /// Upstream URL fetched with GET.
-    pub url: String,
-}
-
-/// `[[aggregates]]`
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct AggregateConfig {
-    /// Name (metrics, audit).
-    pub name: String,
-    /// Exact request path.
-    pub path: String,
-    /// Accepted schemes (default api_key + basic).
-    pub auth: Option<Vec<String>>,
-    /// Deadline for each part.
-    #[serde(default = "default_aggregate_timeout")]
-    pub timeout_secs: u64,
-    /// Parts fetched in parallel.
-    pub parts: Vec<AggregatePartConfig>,
-}
-
-fn default_aggregate_timeout() -> u64 {
-    5
 }

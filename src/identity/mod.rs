@@ -82,6 +82,8 @@ pub struct PrincipalInner {
     pub role: Role,
     /// The user's "/" in the virtual tree.
     pub home: VPath,
+    /// Groups the user belongs to.
+    pub groups: Vec<String>,
     /// Own rules and group rules (user-view paths).
     pub rules: Vec<Rule>,
 }
@@ -110,6 +112,11 @@ impl Principal {
     /// Permission rules.
     pub fn rules(&self) -> &[Rule] {
         &self.0.rules
+    }
+
+    /// Group names.
+    pub fn groups(&self) -> &[String] {
+        &self.0.groups
     }
 
     /// True for operators.
@@ -279,6 +286,7 @@ impl Identity {
                     name: u.name.clone(),
                     role: u.role,
                     home: u.home.clone(),
+                    groups: u.groups.clone(),
                     rules: u.rules.clone(),
                 });
                 let account = Account {

@@ -167,6 +167,16 @@ pub enum StageMode {
     KeepPrefix(u64),
 }
 
+/// How a staged write becomes visible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitMode {
+    /// Replace whatever is at the key.
+    Replace,
+    /// Fail with `AlreadyExists` if anything appeared at the key meanwhile, atomically where the
+    /// store can (local `link`, S3 `If-None-Match: *`).
+    NoReplace,
+}
+
 /// What a backend can do beyond the basics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Capabilities {
@@ -184,7 +194,11 @@ pub trait StagedWrite: Send {
     /// Appends a chunk.
     async fn write(&mut self, data: Bytes) -> Result<(), StorageError>;
     /// Makes the content visible at the key, recording `sha256` of the whole content.
-    async fn commit(self: Box<Self>, sha256: [u8; 32]) -> Result<(), StorageError>;
+    async fn commit(
+        self: Box<Self>,
+        sha256: [u8; 32],
+        mode: CommitMode,
+    ) -> Result<(), StorageError>;
     /// Throws the staged content away.
     async fn abort(self: Box<Self>);
 }

@@ -19,7 +19,9 @@ use futures::StreamExt;
 use crate::audit::{AuditAction, AuditEvent, AuditLog, Outcome};
 use crate::policy::{self, Action};
 use crate::session::Session;
-pub use backend::{Backend, ByteStream, Capabilities, Entry, EntryKind, EntryStream, Key};
+pub use backend::{
+    Backend, ByteStream, Capabilities, CommitMode, Entry, EntryKind, EntryStream, Key,
+};
 pub use download::{Download, DownloadStream};
 pub use error::Error;
 pub use mount::{Mount, MountTable};
@@ -260,6 +262,16 @@ impl Vfs {
         }
         let started = match self.mounts.resolve(&t.full) {
             Some((m, key)) => {
+                // A new file is committed without replacing anything unless the user could
+                // have replaced it anyway: a peer's file that appears meanwhile (shared inbox)
+                // must not be overwritten by someone with only `write`.
+                let no_replace = mode == WriteMode::CreateNew
+                    || (existing.is_none() && !Self::allowed(s, user, Action::Overwrite));
+                let commit_mode = if no_replace {
+                    CommitMode::NoReplace
+                } else {
+                    CommitMode::Replace
+                };
                 Upload::start(
                     self.audit.clone(),
                     s.clone(),
@@ -268,6 +280,7 @@ impl Vfs {
                     key,
                     mode,
                     existing.map(|e| e.size),
+                    commit_mode,
                 )
                 .await
             }
@@ -376,8 +389,19 @@ impl Vfs {
                     "rename across mounts; copy and delete instead",
                 ));
             }
-            if mf.backend.stat(&kf).await?.is_none() {
+            let Some(source) = mf.backend.stat(&kf).await? else {
                 return Err(Error::NotFound);
+            };
+            // A directory moves everything under it at once: refuse when a rule inside either
+            // subtree is stricter than at its top, or those files would escape it.
+            if source.is_dir() {
+                let rules = s.principal.rules();
+                if !policy::subtree_is_uniform(rules, from) {
+                    return Err(denied(Action::Rename, from));
+                }
+                if !policy::subtree_is_uniform(rules, to) {
+                    return Err(denied(Action::Rename, to));
+                }
             }
             if let Some(target) = mt.backend.stat(&kt).await? {
                 if no_overwrite {

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use super::Error;
-use super::backend::{Backend, Key, StageMode, StagedWrite};
+use super::backend::{Backend, CommitMode, Key, StageMode, StagedWrite};
 use super::path::VPath;
 use crate::audit::{AuditAction, AuditEvent, AuditLog, Outcome};
 use crate::session::Session;
@@ -62,6 +62,9 @@ pub struct Upload {
     /// Size of the existing file, if there was one.
     existing: Option<u64>,
     resume: bool,
+    /// How the file becomes visible: without replacing anything when the file did not exist at
+    /// open and the user may not overwrite (or asked for create-only).
+    commit_mode: CommitMode,
     /// Remarks for the audit record's detail.
     notes: Vec<String>,
 }
@@ -82,6 +85,7 @@ impl Upload {
         key: Key,
         mode: WriteMode,
         existing: Option<u64>,
+        commit_mode: CommitMode,
     ) -> Result<Self, Error> {
         let resume = backend.capabilities().resume;
         let mut up = Self {
@@ -96,6 +100,7 @@ impl Upload {
             received: 0,
             existing,
             resume,
+            commit_mode,
             notes: Vec::new(),
         };
         match mode {
@@ -197,7 +202,7 @@ impl Upload {
         };
         let sha256: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
         let committed = match staged {
-            Some(s) => s.commit(sha256).await.map(|_| Committed {
+            Some(s) => s.commit(sha256, self.commit_mode).await.map(|_| Committed {
                 size: self.next_offset,
                 sha256,
                 replaced: self.existing.is_some(),
@@ -225,7 +230,14 @@ impl Upload {
             }
             Err(e) => {
                 let err = Error::from(e);
-                let ev = self.event(Outcome::Error).detail(err.to_string());
+                let why = match err {
+                    Error::AlreadyExists => {
+                        "already exists: the file was created by someone else during the upload"
+                            .to_string()
+                    }
+                    ref other => other.to_string(),
+                };
+                let ev = self.event(Outcome::Error).detail(why);
                 self.audit.record(ev).await?;
                 Err(err)
             }

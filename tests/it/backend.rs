@@ -9,7 +9,7 @@ use futures::StreamExt;
 use gatehouse::adapters::storage;
 use gatehouse::config::ValidBackend;
 use gatehouse::secret::Secret;
-use gatehouse::vfs::backend::{Backend, Key, StageMode, StorageErrorKind};
+use gatehouse::vfs::backend::{Backend, CommitMode, Key, StageMode, StorageErrorKind};
 use sha2::Digest;
 
 use crate::harness::{make_bucket, moto, unique};
@@ -40,7 +40,9 @@ async fn put(b: &dyn Backend, key: &str, data: &[u8]) {
     for chunk in data.chunks(100_000) {
         w.write(Bytes::copy_from_slice(chunk)).await.unwrap();
     }
-    w.commit(sha2::Sha256::digest(data).into()).await.unwrap();
+    w.commit(sha2::Sha256::digest(data).into(), CommitMode::Replace)
+        .await
+        .unwrap();
 }
 
 async fn names(b: &dyn Backend, dir: &str) -> Vec<(String, bool)> {
@@ -77,7 +79,7 @@ async fn conformance(b: Arc<dyn Backend>) {
         .await
         .unwrap();
     let sha: [u8; 32] = sha2::Sha256::digest(&data).into();
-    w.commit(sha).await.unwrap();
+    w.commit(sha, CommitMode::NoReplace).await.unwrap();
     let e = b.stat(&k("a.bin")).await.unwrap().unwrap();
     assert_eq!(e.size, 300_000);
     assert!(!e.is_dir());
@@ -116,8 +118,29 @@ async fn conformance(b: Arc<dyn Backend>) {
     let mut w = b.stage(&k("a.bin"), StageMode::Create).await.unwrap();
     w.write(Bytes::from_static(b"new")).await.unwrap();
     assert_eq!(b.stat(&k("a.bin")).await.unwrap().unwrap().size, 300_000);
-    w.commit(sha2::Sha256::digest(b"new").into()).await.unwrap();
+    w.commit(sha2::Sha256::digest(b"new").into(), CommitMode::Replace)
+        .await
+        .unwrap();
     assert_eq!(read_all(b, "a.bin", None).await, b"new");
+
+    // A no-replace commit loses to a file that appeared while it was staged, small (one PUT)
+    // or large (multipart), and leaves the winner's content and no staged leftovers.
+    for size in [10usize, 6 * 1024 * 1024] {
+        let key = format!("race-{size}.bin");
+        let mut w = b.stage(&k(&key), StageMode::Create).await.unwrap();
+        let mine = vec![b'm'; size];
+        for c in mine.chunks(1 << 20) {
+            w.write(Bytes::copy_from_slice(c)).await.unwrap();
+        }
+        put(b, &key, b"the peer's file").await;
+        let e = w
+            .commit(sha2::Sha256::digest(&mine).into(), CommitMode::NoReplace)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, StorageErrorKind::AlreadyExists, "{size}: {e}");
+        assert_eq!(read_all(b, &key, None).await, b"the peer's file", "{size}");
+        b.delete(&k(&key)).await.unwrap();
+    }
 
     // Directories: mkdir, nested content, listing, prefix-only directories.
     b.mkdir(&k("inbox")).await.unwrap();
@@ -192,9 +215,12 @@ async fn conformance(b: Arc<dyn Backend>) {
         Ok(mut w) => {
             assert!(b.capabilities().resume);
             w.write(Bytes::from_static(b"world")).await.unwrap();
-            w.commit(sha2::Sha256::digest(b"hello world").into())
-                .await
-                .unwrap();
+            w.commit(
+                sha2::Sha256::digest(b"hello world").into(),
+                CommitMode::Replace,
+            )
+            .await
+            .unwrap();
             assert_eq!(read_all(b, "log.txt", None).await, b"hello world");
         }
         Err(e) => {

@@ -217,7 +217,8 @@ fn routes_rewrite_headers_and_balance() {
     );
     assert!(h.get("cookie").is_none(), "remove_request_headers");
     assert_eq!(h["x-forwarded-service"], "orders");
-    assert_eq!(h["x-forwarded-for"], "10.9.9.9, 127.0.0.1");
+    // The client is not a trusted proxy: its X-Forwarded-For is replaced, not extended.
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
     assert_eq!(h["x-forwarded-proto"], "http");
     assert_eq!(h["x-request-id"], "req-123");
     // Response transforms.

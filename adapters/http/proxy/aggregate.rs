@@ -12,14 +12,12 @@ use http_body_util::BodyExt;
 use super::forward::{Client, X_GATEHOUSE_USER};
 use crate::route::Aggregate;
 
-/// Largest part body read.
-const MAX_PART_BYTES: usize = 8 * 1024 * 1024;
-
 async fn fetch(
     client: &Client,
     url: &str,
     headers: &HeaderMap,
     timeout: Duration,
+    max_bytes: usize,
 ) -> Option<serde_json::Value> {
     let mut req = Request::get(url).body(Body::empty()).ok()?;
     *req.headers_mut() = headers.clone();
@@ -28,7 +26,7 @@ async fn fetch(
         if !resp.status().is_success() {
             return None;
         }
-        let body = http_body_util::Limited::new(resp.into_body(), MAX_PART_BYTES)
+        let body = http_body_util::Limited::new(resp.into_body(), max_bytes)
             .collect()
             .await
             .ok()?
@@ -63,7 +61,10 @@ pub(crate) async fn run(
         headers.insert(HeaderName::from_static("x-forwarded-for"), v);
     }
     let parts = futures::future::join_all(agg.parts.iter().map(|(key, url)| async {
-        (key.clone(), fetch(client, url, &headers, agg.timeout).await)
+        (
+            key.clone(),
+            fetch(client, url, &headers, agg.timeout, agg.max_part_bytes).await,
+        )
     }))
     .await;
     let mut out = serde_json::Map::new();

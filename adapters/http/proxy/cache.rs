@@ -70,12 +70,14 @@ impl ResponseCache {
     pub fn base_key(
         route: &str,
         method: &Method,
+        host: &str,
         path: &str,
         query: Option<&str>,
         principal: Option<&str>,
     ) -> String {
         format!(
-            "{route}\u{0}{method}\u{0}{path}\u{0}{}\u{0}{}",
+            "{route}\u{0}{method}\u{0}{}\u{0}{path}\u{0}{}\u{0}{}",
+            host.to_ascii_lowercase(),
             query.unwrap_or(""),
             principal.unwrap_or("*")
         )
@@ -232,7 +234,7 @@ mod tests {
     #[tokio::test]
     async fn vary_splits_entries() {
         let c = ResponseCache::new(Duration::from_secs(60));
-        let base = ResponseCache::base_key("r", &Method::GET, "/x", None, None);
+        let base = ResponseCache::base_key("r", &Method::GET, "h", "/x", None, None);
         let en = h(&[("accept-language", "en")]);
         let de = h(&[("accept-language", "de")]);
         let vary = vec![HeaderName::from_static("accept-language")];

@@ -53,7 +53,9 @@ pub(crate) fn client() -> Result<Client, String> {
     )
 }
 
-/// Whether the request asks to switch to WebSocket.
+/// Whether the request asks to switch to WebSocket: the only upgrade spliced through. Any other
+/// `Upgrade` (h2c, a custom protocol) is a hop-by-hop header and is dropped, so the request is
+/// forwarded as plain HTTP.
 pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
     let conn_upgrade = headers
         .get_all(header::CONNECTION)
@@ -63,7 +65,13 @@ pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
             v.split(',')
                 .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
         });
-    conn_upgrade && headers.contains_key(header::UPGRADE)
+    let websocket = headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .all(|v| v.trim().eq_ignore_ascii_case("websocket"))
+        && headers.contains_key(header::UPGRADE);
+    conn_upgrade && websocket
 }
 
 /// Removes hop-by-hop headers, including any the `Connection` header names.
@@ -85,13 +93,29 @@ pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap) {
 
 /// What the forwarded request needs to know about the caller.
 pub(crate) struct Caller<'a> {
+    /// The client (behind trusted proxies, as they reported it).
     pub remote: SocketAddr,
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// Whether the peer is a trusted proxy whose `X-Forwarded-*` headers stand.
+    pub trusted_peer: bool,
     pub tls: bool,
     /// The authenticated user (absent on `auth = ["none"]` routes).
     pub user: Option<&'a str>,
-    /// Whether the gateway consumed the credentials (then they are not passed on).
-    pub consumed_credentials: bool,
+    /// Drop `Authorization` and `X-Api-Key`: the gateway consumed them, or the route is public
+    /// and did not opt in to passing them on.
+    pub strip_credentials: bool,
 }
+
+/// Forwarding headers a client could forge; replaced unless the peer is a trusted proxy.
+const FORWARDING: [&str; 6] = [
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-real-ip",
+    "forwarded",
+];
 
 /// Rewrites `headers` in place for the upstream.
 pub(crate) fn upstream_headers(
@@ -106,15 +130,27 @@ pub(crate) fn upstream_headers(
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         h.insert(header::UPGRADE, v);
     }
+    let host = h.remove(header::HOST);
+    let prior_xff = if caller.trusted_peer {
+        h.get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    } else {
+        // From anyone but a trusted proxy these say nothing true: replace them all.
+        for n in FORWARDING {
+            h.remove(n);
+        }
+        None
+    };
     // The upstream gets its own Host from the URI; the caller's goes in X-Forwarded-Host.
-    if let Some(host) = h.remove(header::HOST)
+    if let Some(host) = host
         && !h.contains_key("x-forwarded-host")
     {
         h.insert(HeaderName::from_static("x-forwarded-host"), host);
     }
     // Only the gateway says who the caller is.
     h.remove(X_GATEHOUSE_USER);
-    if caller.consumed_credentials {
+    if caller.strip_credentials {
         h.remove(header::AUTHORIZATION);
         h.remove("x-api-key");
     }
@@ -123,18 +159,20 @@ pub(crate) fn upstream_headers(
     {
         h.insert(HeaderName::from_static(X_GATEHOUSE_USER), v);
     }
-    let ip = caller.remote.ip().to_string();
-    let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {ip}"),
-        None => ip,
+    // A trusted proxy's chain gets the peer appended; otherwise the chain is the client.
+    let xff = match prior_xff {
+        Some(prev) => format!("{prev}, {}", caller.peer.ip()),
+        None => caller.remote.ip().to_string(),
     };
     if let Ok(v) = HeaderValue::from_str(&xff) {
         h.insert(HeaderName::from_static("x-forwarded-for"), v);
     }
-    h.insert(
-        HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static(if caller.tls { "https" } else { "http" }),
-    );
+    if !h.contains_key("x-forwarded-proto") {
+        h.insert(
+            HeaderName::from_static("x-forwarded-proto"),
+            HeaderValue::from_static(if caller.tls { "https" } else { "http" }),
+        );
+    }
     for name in &route.remove_request_headers {
         h.remove(name.as_str());
     }

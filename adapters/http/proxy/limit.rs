@@ -7,7 +7,7 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
 
-use crate::route::{Quota as RouteQuota, Route};
+use crate::route::Quota as RouteQuota;
 
 fn quota(q: RouteQuota) -> Quota {
     let rate = NonZeroU32::new(q.per_second).unwrap_or(NonZeroU32::MIN);
@@ -23,14 +23,11 @@ pub(crate) struct Limits {
 }
 
 impl Limits {
-    pub fn new(route: &Route) -> Self {
+    /// Limiters for a route or aggregate's `rate_limit` and `global_rate_limit`.
+    pub fn new(per_caller: Option<RouteQuota>, global: Option<RouteQuota>) -> Self {
         Self {
-            per_caller: route
-                .rate_limit
-                .map(|q| DefaultKeyedRateLimiter::keyed(quota(q))),
-            global: route
-                .global_rate_limit
-                .map(|q| DefaultDirectRateLimiter::direct(quota(q))),
+            per_caller: per_caller.map(|q| DefaultKeyedRateLimiter::keyed(quota(q))),
+            global: global.map(|q| DefaultDirectRateLimiter::direct(quota(q))),
             clock: DefaultClock::default(),
         }
     }

@@ -4,37 +4,35 @@
 //! metrics when the response body has been sent. Bodies stream both ways.
 
 mod aggregate;
+mod body;
 mod cache;
+mod caller;
 mod forward;
 mod limit;
 mod upstream;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use bytes::BytesMut;
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
-use http_body::{Body as HttpBody, Frame};
 
-use super::auth::{Presented, login_error, presented};
 use super::ops::RouteLabel;
 use super::{ApiError, AppState, ConnInfo};
-use crate::audit::{AuditAction, AuditEvent, AuditLog, Outcome};
+use crate::audit::{AuditLog, Outcome};
 use crate::core::Core;
-use crate::identity::{Credentials, Protocol};
-use crate::route::{AuthScheme, Route, RouteMatch};
-use crate::secret::Secret;
-use crate::session::{Session, new_id};
+use crate::route::{AuthScheme, Route, RouteMatch, normalize_path};
+use crate::session::Session;
 use crate::telemetry;
+use body::{Store, Tracked};
 use cache::ResponseCache;
+use caller::{authenticate, proxy_event};
 pub(crate) use forward::Client;
 use upstream::Pool;
 
@@ -47,6 +45,7 @@ struct RouteState {
 pub(crate) struct Proxy {
     client: Client,
     routes: HashMap<String, RouteState>,
+    aggregates: HashMap<String, limit::Limits>,
     cache: Option<ResponseCache>,
 }
 
@@ -74,13 +73,25 @@ impl Proxy {
                 r.name.clone(),
                 RouteState {
                     pool,
-                    limits: limit::Limits::new(r),
+                    limits: limit::Limits::new(r.rate_limit, r.global_rate_limit),
                 },
             );
         }
+        let aggregates = core
+            .routes
+            .aggregates()
+            .iter()
+            .map(|a| {
+                (
+                    a.name.clone(),
+                    limit::Limits::new(a.rate_limit, a.global_rate_limit),
+                )
+            })
+            .collect();
         let proxy = Arc::new(Self {
             client,
             routes,
+            aggregates,
             cache: (max_ttl > Duration::ZERO).then(|| ResponseCache::new(max_ttl)),
         });
         let p = proxy.clone();
@@ -94,20 +105,53 @@ impl Proxy {
                 for r in p.routes.values() {
                     r.limits.prune();
                 }
+                for l in p.aggregates.values() {
+                    l.prune();
+                }
             }
         });
         Ok(proxy)
     }
 }
 
-/// The fallback handler.
-pub(crate) async fn handle(State(state): State<AppState>, req: Request) -> Response {
+/// The fallback handler. The path is normalised first, so the route that matches is the one
+/// whose upstream gets the request (`/public/../admin` is `/admin`; encoded dot segments and
+/// slashes are refused).
+pub(crate) async fn handle(State(state): State<AppState>, mut req: Request) -> Response {
     let started = Instant::now();
-    let remote = req
-        .extensions()
-        .get::<ConnInfo>()
-        .map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.remote);
+    let info = req.extensions().get::<ConnInfo>().copied();
+    let remote = info.map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.remote);
     let core = state.core.clone();
+    let normal = match normalize_path(req.uri().path()) {
+        Ok(p) => p,
+        Err(why) => {
+            let e = ApiError::bad_request(format!("refused request path: {why}"));
+            let ev = proxy_event(
+                None,
+                remote,
+                &crate::refusals::capped_name(req.uri().path()).0,
+                e.status,
+                Outcome::Denied,
+                format!("path refused: {why}"),
+            );
+            core.audit.record_detached(ev);
+            return e.into_response();
+        }
+    };
+    if normal != req.uri().path() {
+        let pq = match req.uri().query() {
+            Some(q) => format!("{normal}?{q}"),
+            None => normal.clone(),
+        };
+        let mut parts = req.uri().clone().into_parts();
+        match pq.parse() {
+            Ok(x) => parts.path_and_query = Some(x),
+            Err(_) => return ApiError::bad_request("refused request path").into_response(),
+        }
+        if let Ok(u) = http::Uri::from_parts(parts) {
+            *req.uri_mut() = u;
+        }
+    }
     let (resp, label) = match core.routes.find(req.method().as_str(), req.uri().path()) {
         RouteMatch::None => (
             ApiError::not_found("no such endpoint").into_response(),
@@ -140,109 +184,6 @@ pub(crate) async fn handle(State(state): State<AppState>, req: Request) -> Respo
     resp
 }
 
-/// Who is calling a route, and whether the gateway consumed their credentials.
-struct Caller {
-    session: Option<Session>,
-    key: String,
-}
-
-fn bearer_is_jwt(token: &str) -> bool {
-    token.split('.').count() == 3
-}
-
-/// Authenticates per the route's schemes through the core (bans, audit of refusals).
-async fn authenticate(
-    core: &Core,
-    schemes: &[AuthScheme],
-    headers: &HeaderMap,
-    remote: SocketAddr,
-) -> Result<Caller, (ApiError, String)> {
-    let anonymous = || Caller {
-        session: None,
-        key: format!("ip:{}", remote.ip()),
-    };
-    if schemes == [AuthScheme::None] {
-        return Ok(anonymous());
-    }
-    let challenge = || {
-        let mut e = ApiError::unauthorized();
-        if !schemes.contains(&AuthScheme::Basic) {
-            e.headers.retain(|(k, _)| k != header::WWW_AUTHENTICATE);
-            e.headers.push((
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"gatehouse\""),
-            ));
-        }
-        e
-    };
-    let p = presented(headers).map_err(|e| (e, "malformed credentials".to_string()))?;
-    let is_bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
-    let creds = match &p {
-        None => return Err((challenge(), "no credentials".into())),
-        Some(Presented::Basic { .. }) if schemes.contains(&AuthScheme::Basic) => {
-            p.as_ref().map(Presented::credentials)
-        }
-        Some(Presented::Token { token })
-            if is_bearer && schemes.contains(&AuthScheme::Jwt) && bearer_is_jwt(token.expose()) =>
-        {
-            Some(Credentials::Jwt(Secret::new(token.expose().as_str())))
-        }
-        Some(Presented::Token { .. }) if schemes.contains(&AuthScheme::ApiKey) => {
-            p.as_ref().map(Presented::credentials)
-        }
-        Some(_) => {
-            return Err((
-                challenge(),
-                "credentials of a scheme this route does not accept".into(),
-            ));
-        }
-    };
-    let Some(creds) = creds else {
-        return Err((challenge(), "no credentials".into()));
-    };
-    match core.login(&creds, Protocol::Http, remote, false).await {
-        Ok(s) => Ok(Caller {
-            key: format!("user:{}", s.principal.name()),
-            session: Some(s),
-        }),
-        Err(e) => {
-            let why = e.to_string();
-            let resp = match login_error(e) {
-                r if r.status == StatusCode::UNAUTHORIZED => challenge(),
-                r => r,
-            };
-            Err((resp, why))
-        }
-    }
-}
-
-fn proxy_event(
-    session: Option<&Session>,
-    remote: SocketAddr,
-    path: &str,
-    status: StatusCode,
-    outcome: Outcome,
-    detail: String,
-) -> AuditEvent {
-    let mut ev = match session {
-        Some(s) => AuditEvent::for_session(s, AuditAction::Proxy, outcome),
-        None => {
-            let mut ev = AuditEvent::new(AuditAction::Proxy, outcome);
-            ev.protocol = Some(Protocol::Http);
-            ev.session = Some(new_id());
-            ev.remote = Some(remote);
-            ev
-        }
-    };
-    ev.path = Some(path.to_string());
-    ev.status = Some(status.as_u16());
-    ev.detail = Some(detail);
-    ev
-}
-
 fn gateway_error(status: StatusCode, code: &'static str, msg: &str) -> ApiError {
     ApiError::new(status, code, msg)
 }
@@ -255,6 +196,7 @@ async fn run_route(
     started: Instant,
 ) -> Response {
     let core = &state.core;
+    let info = req.extensions().get::<ConnInfo>().copied();
     let Some(rs) = state.proxy.routes.get(&route.name) else {
         return gateway_error(StatusCode::BAD_GATEWAY, "bad_gateway", "route not ready")
             .into_response();
@@ -275,8 +217,9 @@ async fn run_route(
         resp.into_response()
     };
 
-    // Phase: authenticate.
-    let caller = match authenticate(core, &route.auth, &parts.headers, remote).await {
+    // Phase: authenticate (and the route's users/groups).
+    let caller = match authenticate(core, &route.auth, &route.access, &parts.headers, remote).await
+    {
         Ok(c) => c,
         Err((resp, why)) => return deny(None, resp, why),
     };
@@ -297,12 +240,20 @@ async fn run_route(
         .map(|s| s.principal.name().to_string());
     let public = route.auth == [AuthScheme::None];
 
-    // Phase: cache lookup.
+    // Phase: cache lookup. The key holds everything forwarded that can change the answer:
+    // the path and query, the caller (unless public) and the Host the upstream is told about.
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+        .unwrap_or("");
     let cache_key = match (&state.proxy.cache, route.cache) {
         (Some(_), Some(_)) if matches!(parts.method, Method::GET | Method::HEAD) => {
             Some(ResponseCache::base_key(
                 &route.name,
                 &parts.method,
+                host,
                 &path,
                 parts.uri.query(),
                 if public { None } else { user.as_deref() },
@@ -345,9 +296,11 @@ async fn run_route(
         route,
         &forward::Caller {
             remote,
+            peer: info.map_or(remote, |c| c.peer),
+            trusted_peer: info.is_some_and(|c| c.trusted_peer),
             tls: state.tls,
             user: user.as_deref(),
-            consumed_credentials: !public,
+            strip_credentials: !(public && route.forward_credentials),
         },
         upgrade,
     );
@@ -560,21 +513,34 @@ async fn run_aggregate(
 ) -> Response {
     let core = &state.core;
     let path = req.uri().path().to_string();
-    let caller = match authenticate(core, &agg.auth, req.headers(), remote).await {
-        Ok(c) => c,
-        Err((resp, why)) => {
-            let ev = proxy_event(
-                None,
-                remote,
-                &path,
-                resp.status,
-                Outcome::Denied,
-                format!("aggregate={} {why}", agg.name),
-            );
-            core.audit.record_detached(ev);
-            return resp.into_response();
-        }
+    let deny = |session: Option<&Session>, resp: ApiError, why: String| {
+        let ev = proxy_event(
+            session,
+            remote,
+            &path,
+            resp.status,
+            Outcome::Denied,
+            format!("aggregate={} {why}", agg.name),
+        );
+        core.audit.record_detached(ev);
+        resp.into_response()
     };
+    let caller = match authenticate(core, &agg.auth, &agg.access, req.headers(), remote).await {
+        Ok(c) => c,
+        Err((resp, why)) => return deny(None, resp, why),
+    };
+    if let Some(limits) = state.proxy.aggregates.get(&agg.name)
+        && let Err(wait) = limits.check(&caller.key)
+    {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let e = gateway_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "rate limit exceeded; retry later",
+        )
+        .with_header(header::RETRY_AFTER, HeaderValue::from(secs));
+        return deny(caller.session.as_ref(), e, "rate limited".into());
+    }
     let user = caller
         .session
         .as_ref()
@@ -605,126 +571,4 @@ async fn run_aggregate(
     );
     core.audit.record_detached(ev);
     resp
-}
-
-/// A response body being filled into the cache as it streams.
-struct Store {
-    cache: ResponseCache,
-    key: String,
-    vary: Vec<HeaderName>,
-    req_headers: HeaderMap,
-    headers: HeaderMap,
-    ttl: Duration,
-    max: usize,
-    /// `None` once the body outgrew `max`.
-    buf: Option<BytesMut>,
-}
-
-pin_project_lite::pin_project! {
-    /// The response body: counts bytes, feeds the cache, and writes the audit record when it
-    /// ends (or is dropped because the client went away).
-    struct Tracked {
-        #[pin]
-        inner: Body,
-        bytes: u64,
-        started: Instant,
-        audit: Option<(AuditLog, AuditEvent)>,
-        store: Option<Store>,
-    }
-
-    impl PinnedDrop for Tracked {
-        fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            if let Some((audit, mut ev)) = this.audit.take() {
-                ev.bytes = Some(*this.bytes);
-                ev.outcome = Outcome::Error;
-                if let Some(d) = ev.detail.as_mut() {
-                    d.push_str(&format!(" ms={} interrupted", this.started.elapsed().as_millis()));
-                }
-                audit.record_detached(ev);
-            }
-        }
-    }
-}
-
-impl Tracked {
-    /// The body is complete: record it and hand the copy to the cache.
-    fn finish(
-        audit: &mut Option<(AuditLog, AuditEvent)>,
-        store: &mut Option<Store>,
-        bytes: u64,
-        started: Instant,
-    ) {
-        if let Some((audit, mut ev)) = audit.take() {
-            ev.bytes = Some(bytes);
-            if let Some(d) = ev.detail.as_mut() {
-                d.push_str(&format!(" ms={}", started.elapsed().as_millis()));
-            }
-            audit.record_detached(ev);
-        }
-        if let Some(s) = store.take()
-            && let Some(buf) = s.buf
-        {
-            tokio::spawn(async move {
-                s.cache
-                    .put(
-                        s.key,
-                        s.vary,
-                        &s.req_headers,
-                        StatusCode::OK,
-                        s.headers,
-                        buf.freeze(),
-                        s.ttl,
-                    )
-                    .await;
-            });
-        }
-    }
-}
-
-impl HttpBody for Tracked {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let mut this = self.project();
-        let r = this.inner.as_mut().poll_frame(cx);
-        match &r {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    *this.bytes += data.len() as u64;
-                    if let Some(s) = this.store.as_mut()
-                        && let Some(buf) = s.buf.as_mut()
-                    {
-                        if buf.len() + data.len() > s.max {
-                            s.buf = None;
-                        } else {
-                            buf.extend_from_slice(data);
-                        }
-                    }
-                }
-                // hyper stops polling once the length is satisfied, so finish here too.
-                if this.inner.is_end_stream() {
-                    Self::finish(this.audit, this.store, *this.bytes, *this.started);
-                }
-            }
-            Poll::Ready(None) => Self::finish(this.audit, this.store, *this.bytes, *this.started),
-            Poll::Ready(Some(Err(_))) => {
-                this.store.take();
-            }
-            Poll::Pending => {}
-        }
-        r
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
 }
