@@ -493,7 +493,18 @@ async fn put(
             }
         }
     }
-    let c = upload.commit().await?;
+    let c = match upload.commit().await {
+        Ok(c) => c,
+        // Someone created the file while this create-only upload streamed.
+        Err(vfs::Error::AlreadyExists) if create_only => {
+            return Err(ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                "the file exists (If-None-Match: *)",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let sha = hex::encode(c.sha256);
     let digest = format!(
         "sha-256=:{}:",

@@ -226,20 +226,33 @@ pub(super) async fn serve(
         open_channels: HashSet::new(),
         live: live.clone(),
     };
-    let running = match russh::server::run_stream(config, stream, handler).await {
-        Ok(r) => r,
-        Err(e) => {
+    // The login must complete in time, the version exchange and key exchange included: a client
+    // that connects and stalls (or keeps failing slowly) does not hold a slot for the idle timeout.
+    let login_deadline = tokio::time::Instant::now()
+        + Duration::from_secs(core.config.config.limits.login_timeout_secs.max(1));
+    let cut = tokio_util::sync::CancellationToken::new();
+    let stream = super::kill::Killable::new(stream, cut.clone());
+    // Whatever ends this function ends the connection, even if russh's task would linger.
+    let _cut_on_return = cut.clone().drop_guard();
+    let started = tokio::time::timeout_at(
+        login_deadline,
+        russh::server::run_stream(config, stream, handler),
+    )
+    .await;
+    let running = match started {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
             tracing::debug!(%remote, error = %e, "ssh handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%remote, "ssh handshake timed out");
             return;
         }
     };
     let handle = running.handle();
     tokio::pin!(running);
     let token = core.shutdown.token.clone();
-    // The login must complete in time: a client that connects and stalls (or keeps failing
-    // slowly) does not hold a connection slot for the whole idle timeout.
-    let login_deadline = tokio::time::Instant::now()
-        + Duration::from_secs(core.config.config.limits.login_timeout_secs.max(1));
     let login_slot = slot.clone();
     let login_timed_out = async move {
         tokio::time::sleep_until(login_deadline).await;

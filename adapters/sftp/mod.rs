@@ -3,6 +3,7 @@
 //! `conn.rs`, the SFTP protocol `session.rs`, error mapping `status.rs`.
 
 mod conn;
+mod kill;
 mod session;
 mod status;
 

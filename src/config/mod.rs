@@ -278,10 +278,15 @@ pub const SSH_DEFAULT_CIPHERS: &[&str] = &[
 ];
 /// Every cipher `[sftp] ciphers` may name.
 pub const SSH_SUPPORTED_CIPHERS: &[&str] = SSH_DEFAULT_CIPHERS;
-/// MACs offered by default: encrypt-then-MAC only.
+/// MACs offered by default: encrypt-then-MAC first; then plain HMAC-SHA2, which Mozilla's modern
+/// guideline keeps and ssh-audit only warns about, because libssh2 before 1.11 (curl and many
+/// partner tools on current LTS distributions) has no ETM MAC and would not connect at all.
+/// Remove them with `[sftp] macs` where no such client remains.
 pub const SSH_DEFAULT_MACS: &[&str] = &[
     "hmac-sha2-512-etm@openssh.com",
     "hmac-sha2-256-etm@openssh.com",
+    "hmac-sha2-512",
+    "hmac-sha2-256",
 ];
 /// Every MAC `[sftp] macs` may name (the encrypt-and-MAC ones for legacy partners).
 pub const SSH_SUPPORTED_MACS: &[&str] = &[

@@ -56,41 +56,25 @@ pub(super) fn check_isolation(
     errs: &mut Errors,
 ) {
     let root = KeyPath::root();
-    // The gateway's own files, with the key that names each.
-    let mut own: Vec<(PathBuf, KeyPath, &str)> = vec![
+    // The gateway's own files: (resolved path, as configured, what it is).
+    let mut own: Vec<(PathBuf, &Path, &str)> = vec![
         (
             absolute(&config.gateway.state_dir),
-            root.key("gateway").key("state_dir"),
+            &config.gateway.state_dir,
             "the state directory",
         ),
-        (
-            absolute(audit_dir),
-            root.key("audit").key("dir"),
-            "the audit log",
-        ),
+        (absolute(audit_dir), audit_dir, "the audit log"),
     ];
     if let Some(s) = &config.sftp {
-        for (i, k) in s.host_keys.iter().enumerate() {
-            own.push((
-                absolute(k),
-                root.key("sftp").key("host_keys").index(i),
-                "an SSH host key",
-            ));
+        for k in &s.host_keys {
+            own.push((absolute(k), k, "an SSH host key"));
         }
     }
     if let Some(t) = config.http.as_ref().and_then(|h| h.tls.as_ref()) {
-        own.push((
-            absolute(&t.key),
-            root.key("http").key("tls").key("key"),
-            "a TLS key",
-        ));
+        own.push((absolute(&t.key), &t.key, "a TLS key"));
     }
     if let Some(t) = config.ftp.as_ref().and_then(|f| f.tls.as_ref()) {
-        own.push((
-            absolute(&t.key),
-            root.key("ftp").key("tls").key("key"),
-            "a TLS key",
-        ));
+        own.push((absolute(&t.key), &t.key, "a TLS key"));
     }
 
     let mut roots: Vec<(&str, PathBuf)> = Vec::new();
@@ -100,14 +84,14 @@ pub(super) fn check_isolation(
         match b {
             ValidBackend::Local { root: dir } => {
                 let dir_abs = absolute(dir);
-                for (path, _, what) in &own {
+                for (path, configured, what) in &own {
                     if path.starts_with(&dir_abs) {
                         errs.push((
                             p.key("root"),
                             format!(
                                 "{} contains {what} ({}): users could read or replace it; keep the gateway's files outside every backend root",
                                 dir.display(),
-                                path.display()
+                                configured.display()
                             ),
                         ));
                     }

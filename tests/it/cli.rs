@@ -74,6 +74,23 @@ fn good_configs_pass() {
         Duration::from_secs(30),
     );
     assert!(out.status.success(), "example.toml: {}", text(&out));
+    assert!(
+        out.stderr.is_empty(),
+        "the example config draws no warnings: {}",
+        text(&out)
+    );
+}
+
+#[test]
+fn check_warns_about_a_route_open_to_every_user() {
+    let out = check(std::path::Path::new("fixtures/configs/ok/open_route.toml"));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("warning: fixtures/configs/ok/open_route.toml: line 7: routes[0]: route \"orders\" admits any authenticated user"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -14,9 +14,12 @@ use std::time::{Duration, Instant};
 /// argon2id of "secret".
 pub const SECRET_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$6f6OAf+JnmCEsToY93LyAw$xY4AkI92+AdnCHgvA5KBShAXkXqbAvabTd86IIufNiM";
 
-/// The binary under test.
+/// The binary under test; `GATEHOUSE_BIN` runs the suite against another build (an older
+/// commit's binary, to show that a new test fails before its fix).
 pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_gatehouse"))
+    std::env::var_os("GATEHOUSE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_gatehouse")))
 }
 
 /// The project root.

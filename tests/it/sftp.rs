@@ -113,20 +113,22 @@ pub fn seed(gw: &Gateway, store: Store, rel: &str, data: &[u8]) {
                 .find_map(|l| l.strip_prefix("bucket = \""))
                 .unwrap()
                 .trim_end_matches('"');
-            let url = format!(
-                "{}/{bucket}/partners/acme/{rel}",
-                crate::harness::moto().endpoint
-            );
-            let dir = tempfile::tempdir().unwrap();
-            let f = dir.path().join("seed");
-            std::fs::write(&f, data).unwrap();
-            let out = run_with_timeout(
-                Command::new("curl").args(["-sf", "-X", "PUT", "-T", f.to_str().unwrap(), &url]),
-                Duration::from_secs(30),
-            );
-            assert!(out.status.success(), "{}", text(&out));
+            seed_key(bucket, &format!("partners/acme/{rel}"), data);
         }
     }
+}
+
+/// Puts an object straight into a moto bucket (as its owner would, outside the gateway).
+pub fn seed_key(bucket: &str, key: &str, data: &[u8]) {
+    let url = format!("{}/{bucket}/{key}", crate::harness::moto().endpoint);
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("seed");
+    std::fs::write(&f, data).unwrap();
+    let out = run_with_timeout(
+        Command::new("curl").args(["-sf", "-X", "PUT", "-T", f.to_str().unwrap(), &url]),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "{}", text(&out));
 }
 
 /// Creates acme's /inbox: a directory on disk, a directory marker on S3.
