@@ -4,7 +4,8 @@
 # and runs every unit and integration test against the real binary.
 #
 #   bash scripts/test.sh                 # everything
-#   bash scripts/test.sh http_files      # extra arguments go to `cargo test`
+#   bash scripts/test.sh http_files      # extra arguments go to `cargo test` (and skip fuzzing)
+#   GATEHOUSE_FUZZ=0 bash scripts/test.sh   # everything but the fuzzing
 #
 # GATEHOUSE_PEERS overrides where the peers' venv lives (default ~/.cache/gatehouse-peers).
 set -euo pipefail
@@ -16,3 +17,9 @@ export GATEHOUSE_PEERS="${GATEHOUSE_PEERS:-${HOME:-/root}/.cache/gatehouse-peers
 unset AWS_CA_BUNDLE || true
 
 cargo test --locked --all-targets -- "$@"
+
+# The whole suite (no test filter) ends with bounded fuzzing of the parsers (scripts/fuzz.sh);
+# GATEHOUSE_FUZZ=0 skips it, FUZZ_SECONDS sets the time per target (default 30).
+if (($# == 0)) && [[ "${GATEHOUSE_FUZZ:-1}" != 0 ]]; then
+    bash scripts/fuzz.sh
+fi

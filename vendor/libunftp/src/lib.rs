@@ -52,6 +52,34 @@ pub mod storage;
 
 pub use crate::server::ftpserver::{Server, ServerBuilder, error::ServerError, options};
 
+/// gatehouse patch: an entry point for coverage-guided fuzzing of the control channel's codec and
+/// command parser, which are otherwise private. Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use bytes::BytesMut;
+    use tokio_util::codec::Decoder;
+
+    /// Feeds `input` to the control-channel decoder (8 KiB line cap) as if it arrived on the
+    /// wire, in pieces split at every `0xff` byte; returns how many commands parsed. Must
+    /// never panic, whatever the bytes.
+    pub fn control_stream(input: &[u8]) -> usize {
+        let mut codec = crate::server::controlchan::codecs::FtpCodec::with_max_line(8 * 1024);
+        let mut buf = BytesMut::new();
+        let mut parsed = 0;
+        for piece in input.split(|b| *b == 0xff) {
+            buf.extend_from_slice(piece);
+            loop {
+                match codec.decode(&mut buf) {
+                    Ok(Some(_)) => parsed += 1,
+                    Ok(None) => break,
+                    Err(_) => return parsed,
+                }
+            }
+        }
+        parsed
+    }
+}
+
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 #[cfg(not(any(feature = "aws_lc_rs", feature = "ring")))]
