@@ -88,9 +88,15 @@ pub(super) async fn run(
     let reader = tokio::spawn(read_requests(r, tx, queued.clone(), s.session.id.clone()));
     while let Some(mut bytes) = rx.recv().await {
         queued.fetch_sub(bytes.len(), std::sync::atomic::Ordering::AcqRel);
+        // A malformed request still names its id (after the type byte): answer that id, or the
+        // client waits for a reply that never comes.
+        let id = bytes
+            .get(1..5)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u32::from_be_bytes);
         let reply = match Packet::try_from(&mut bytes) {
             Ok(p) => s.handle(p).await,
-            Err(_) => Packet::error(0, StatusCode::BadMessage),
+            Err(_) => status(id, StatusCode::BadMessage, "malformed request"),
         };
         let Ok(out) = Bytes::try_from(reply) else {
             break;

@@ -89,10 +89,11 @@ impl LocalBackend {
         };
         match existing.canonicalize() {
             Ok(real) if real.starts_with(&self.root) => Ok(()),
-            Ok(_) => Err(StorageError::new(
-                StorageErrorKind::Permanent,
-                format!("{} resolves outside the backend root", path.display()),
-            )),
+            // Outside the root nothing exists, as far as clients can tell (stat agrees).
+            Ok(_) => Err(StorageError::not_found(format!(
+                "{} resolves outside the backend root",
+                path.display()
+            ))),
             Err(e) => Err(io_err(e, "resolve")),
         }
     }

@@ -57,3 +57,67 @@ fn ftps_required_covers_every_data_command() {
     );
     assert!(out.status.success(), "{}", text(&out));
 }
+
+#[test]
+fn the_hostile_corpus_gets_clear_errors_on_every_door_while_others_are_served() {
+    let limits =
+        "login_failures = { max = 10000, window_secs = 60, ban_secs = 60 }\nlogin_timeout_secs = 4";
+    let cfg = config(limits)
+        .replace(
+            "listen = \"127.0.0.1:{http}\"",
+            "listen = \"127.0.0.1:{http}\"\nheader_timeout_secs = 4",
+        )
+        .replace(
+            "[[users]]\nname = \"bob\"",
+            "[[users]]\nname = \"good\"\npassword_hash = \"{secret_hash}\"\nhome = \"/good\"\npermissions = [ { path = \"/\", allow = [\"list\", \"read\", \"write\", \"overwrite\"] } ]\n\n[[users]]\nname = \"bob\"",
+        );
+    let gw = Gateway::start(&cfg);
+    // A big directory, and a symlink that points out of the backend root.
+    let big = gw.path("data/acme/big");
+    std::fs::create_dir_all(&big).unwrap();
+    for i in 0..5000 {
+        std::fs::write(big.join(format!("f{i:05}.csv")), b"x").unwrap();
+    }
+    // A directory outside the backend root, reachable only through the symlink: nothing may
+    // read, list, change or add anything in it.
+    let outside = gw.path("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("canary.txt"), "outside the backend root").unwrap();
+    std::os::unix::fs::symlink(&outside, gw.path("data/acme/escape")).unwrap();
+    std::fs::create_dir_all(gw.path("data/good")).unwrap();
+    std::fs::write(gw.path("data/good/ok.txt"), b"fine").unwrap();
+    let before = gw.peak_rss_kib();
+    let out = run_with_timeout(
+        Command::new(python())
+            .arg(root().join("tests/py/hostile_corpus.py"))
+            .args([
+                &gw.http.to_string(),
+                &gw.sftp.to_string(),
+                &gw.ftp.to_string(),
+            ]),
+        Duration::from_secs(600),
+    );
+    let summary = String::from_utf8_lossy(&out.stdout);
+    eprintln!("hostile corpus: {summary}");
+    assert!(out.status.success(), "{}", text(&out));
+    let peak = gw.peak_rss_kib();
+    eprintln!("hostile corpus: VmHWM {before} KiB before, {peak} KiB after");
+    assert!(
+        peak < before + 96 * 1024,
+        "memory grew from {before} to {peak} KiB"
+    );
+    let log = gw.log();
+    assert!(!log.contains("panicked"), "the gateway panicked:\n{log}");
+    let left: Vec<_> = std::fs::read_dir(&outside)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["canary.txt"], "something changed outside the root");
+    assert_eq!(
+        std::fs::read_to_string(outside.join("canary.txt")).unwrap(),
+        "outside the backend root"
+    );
+    // Still alive and serving.
+    let (code, _) = crate::http_files::curl(&["-u", "good:secret", &gw.url("/v1/files/ok.txt")]);
+    assert_eq!(code, 200);
+}

@@ -310,23 +310,31 @@ fn first_words_from(port: u16, from: &str) -> String {
 #[test]
 fn connections_per_address_are_capped_on_every_listener() {
     let gw = Gateway::start(&config("max_connections_per_ip = 3"));
-    for (door, port) in [("ftp", gw.ftp), ("sftp", gw.sftp), ("http", gw.http)] {
+    // Each door counted from its own address, so the harness's readiness probes (from
+    // 127.0.0.1, released asynchronously) never share the count.
+    for (door, port, from) in [
+        ("ftp", gw.ftp, "127.0.0.3"),
+        ("sftp", gw.sftp, "127.0.0.4"),
+        ("http", gw.http, "127.0.0.5"),
+    ] {
         let mut held = Vec::new();
         for _ in 0..3 {
-            let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let mut s = connect_from(port, from);
+            // HTTP says nothing first: a request proves the connection was accepted.
+            if door == "http" {
+                s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .unwrap();
+            }
+            let mut b = [0u8; 64];
+            let n = s.read(&mut b).unwrap_or(0);
+            let said = String::from_utf8_lossy(&b[..n]).to_string();
+            assert!(
+                n > 0 && !said.starts_with("421"),
+                "{door}: a held connection was not served: {said:?}"
+            );
             held.push(s);
         }
-        // Give the gateway a moment to count them (each is accepted before the next connects).
-        for s in &mut held {
-            s.set_read_timeout(Some(Duration::from_millis(300)))
-                .unwrap();
-            let mut b = [0u8; 64];
-            let _ = s.read(&mut b);
-        }
-        let mut fourth = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        fourth
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+        let mut fourth = connect_from(port, from);
         if door == "http" {
             let _ = fourth.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
         }

@@ -87,6 +87,43 @@ impl<R: AsyncRead + Unpin> AsyncRead for MeasuringReader<R> {
     }
 }
 
+// gatehouse patch: deadline for the TLS handshake on a data connection.
+const DATA_TLS_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
+
+// gatehouse patch: a reader that, at EOF, shuts its own write side down (a TLS close_notify in
+// answer to the client's) before reporting the EOF.
+struct ShutdownOnEof<S> {
+    inner: S,
+    done: bool,
+}
+
+impl<S> ShutdownOnEof<S> {
+    fn new(inner: S) -> Self {
+        Self { inner, done: false }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ShutdownOnEof<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        if self.done {
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        let room = buf.remaining() > 0;
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) if room && buf.filled().len() == before => match Pin::new(&mut self.inner).poll_shutdown(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(_) => {
+                    // The upload is complete either way; a peer that already left is no error.
+                    self.done = true;
+                    Poll::Ready(Ok(()))
+                }
+            },
+            other => other,
+        }
+    }
+}
+
 impl<W> MeasuringWriter<W> {
     fn new(writer: W, command: &'static str) -> MeasuringWriter<W> {
         Self { writer, command }
@@ -168,7 +205,11 @@ where
     async fn exec_retr(self, path: String, start_pos: u64) {
         let path = self.cwd.join(path);
         let tx: Sender<ControlChanMsg> = self.control_msg_tx.clone();
-        let mut output = Self::writer(self.socket, self.ftps_mode, "retr").await;
+        let Some(mut output) = Self::writer(self.socket, self.ftps_mode, "retr").await else {
+            slog::warn!(self.logger, "RETR: data channel TLS handshake failed");
+            let _ = tx.send(ControlChanMsg::ConnectionReset).await;
+            return;
+        };
 
         let start_time = Instant::now();
         let result = self
@@ -265,15 +306,12 @@ where
         let tx = self.control_msg_tx.clone();
 
         let start_time = Instant::now();
-        let put_result = self
-            .storage
-            .put(
-                (*self.user).as_ref().unwrap(),
-                Self::reader(self.socket, self.ftps_mode, "stor").await,
-                path.clone(),
-                start_pos,
-            )
-            .await;
+        let Some(input) = Self::reader(self.socket, self.ftps_mode, "stor").await else {
+            slog::warn!(self.logger, "STOR: data channel TLS handshake failed");
+            let _ = tx.send(ControlChanMsg::ConnectionReset).await;
+            return;
+        };
+        let put_result = self.storage.put((*self.user).as_ref().unwrap(), input, path.clone(), start_pos).await;
         let duration = start_time.elapsed();
 
         match put_result {
@@ -330,15 +368,12 @@ where
         };
 
         let start_time = Instant::now();
-        let put_result = self
-            .storage
-            .put(
-                (*self.user).as_ref().unwrap(),
-                Self::reader(self.socket, self.ftps_mode, "appe").await,
-                path.clone(),
-                start_pos,
-            )
-            .await;
+        let Some(input) = Self::reader(self.socket, self.ftps_mode, "appe").await else {
+            slog::warn!(self.logger, "APPE: data channel TLS handshake failed");
+            let _ = tx.send(ControlChanMsg::ConnectionReset).await;
+            return;
+        };
+        let put_result = self.storage.put((*self.user).as_ref().unwrap(), input, path.clone(), start_pos).await;
         let duration = start_time.elapsed();
 
         match put_result {
@@ -381,7 +416,11 @@ where
     async fn exec_list_variant(self, path: Option<String>, command: ListCommand) {
         let path = self.resolve_path(path);
         let tx = self.control_msg_tx.clone();
-        let mut output = Self::writer(self.socket, self.ftps_mode.clone(), command.as_lower_str()).await;
+        let Some(mut output) = Self::writer(self.socket, self.ftps_mode.clone(), command.as_lower_str()).await else {
+            slog::warn!(self.logger, "{}: data channel TLS handshake failed", command.as_str());
+            let _ = tx.send(ControlChanMsg::ConnectionReset).await;
+            return;
+        };
 
         let start_time = Instant::now();
 
@@ -469,7 +508,11 @@ where
     async fn exec_mlsd(self, path: Option<String>) {
         let path = self.resolve_path(path);
         let tx = self.control_msg_tx.clone();
-        let mut output = Self::writer(self.socket, self.ftps_mode.clone(), "mlsd").await;
+        let Some(mut output) = Self::writer(self.socket, self.ftps_mode.clone(), "mlsd").await else {
+            slog::warn!(self.logger, "MLSD: data channel TLS handshake failed");
+            let _ = tx.send(ControlChanMsg::ConnectionReset).await;
+            return;
+        };
 
         let start_time = Instant::now();
 
@@ -560,36 +603,33 @@ where
         }
     }
 
+    // gatehouse patch: the data channel's TLS handshake has a deadline and a failed one ends
+    // the transfer with 425/426 instead of panicking (`unwrap`) in the data task.
     #[tracing_attributes::instrument]
-    async fn writer(socket: TcpStream, ftps_mode: FtpsConfig, command: &'static str) -> Box<dyn AsyncWrite + Send + Unpin + Sync> {
+    async fn writer(socket: TcpStream, ftps_mode: FtpsConfig, command: &'static str) -> Option<Box<dyn AsyncWrite + Send + Unpin + Sync>> {
         match ftps_mode {
-            FtpsConfig::Off => Box::new(MeasuringWriter::new(socket, command)) as Box<dyn AsyncWrite + Send + Unpin + Sync>,
-            FtpsConfig::Building { .. } => panic!("Illegal state"),
+            FtpsConfig::Off => Some(Box::new(MeasuringWriter::new(socket, command)) as Box<dyn AsyncWrite + Send + Unpin + Sync>),
+            FtpsConfig::Building { .. } => None,
             FtpsConfig::On { tls_config } => {
-                let io = async move {
-                    let acceptor: TlsAcceptor = tls_config.into();
-                    let tls_stream = acceptor.accept(socket).await.unwrap();
-                    MeasuringWriter::new(tls_stream, command)
-                }
-                .await;
-                Box::new(io) as Box<dyn AsyncWrite + Send + Unpin + Sync>
+                let acceptor: TlsAcceptor = tls_config.into();
+                let tls_stream = tokio::time::timeout(DATA_TLS_HANDSHAKE, acceptor.accept(socket)).await.ok()?.ok()?;
+                Some(Box::new(MeasuringWriter::new(tls_stream, command)) as Box<dyn AsyncWrite + Send + Unpin + Sync>)
             }
         }
     }
 
+    // gatehouse patch: as `writer`; and once the client has sent the whole upload (EOF, for TLS
+    // its close_notify), the server answers with its own close_notify (shuts its side down)
+    // before the 226, as RFC 4217 clients such as Python's `FTP_TLS.storbinary` wait for it.
     #[tracing_attributes::instrument]
-    async fn reader(socket: TcpStream, ftps_mode: FtpsConfig, command: &'static str) -> Box<dyn AsyncRead + Send + Unpin + Sync> {
+    async fn reader(socket: TcpStream, ftps_mode: FtpsConfig, command: &'static str) -> Option<Box<dyn AsyncRead + Send + Unpin + Sync>> {
         match ftps_mode {
-            FtpsConfig::Off => Box::new(MeasuringReader::new(socket, command)) as Box<dyn AsyncRead + Send + Unpin + Sync>,
-            FtpsConfig::Building { .. } => panic!("Illegal state"),
+            FtpsConfig::Off => Some(Box::new(MeasuringReader::new(ShutdownOnEof::new(socket), command)) as Box<dyn AsyncRead + Send + Unpin + Sync>),
+            FtpsConfig::Building { .. } => None,
             FtpsConfig::On { tls_config } => {
-                let io = async move {
-                    let acceptor: TlsAcceptor = tls_config.into();
-                    let tls_stream = acceptor.accept(socket).await.unwrap();
-                    MeasuringReader::new(tls_stream, command)
-                }
-                .await;
-                Box::new(io) as Box<dyn AsyncRead + Send + Unpin + Sync>
+                let acceptor: TlsAcceptor = tls_config.into();
+                let tls_stream = tokio::time::timeout(DATA_TLS_HANDSHAKE, acceptor.accept(socket)).await.ok()?.ok()?;
+                Some(Box::new(MeasuringReader::new(ShutdownOnEof::new(tls_stream), command)) as Box<dyn AsyncRead + Send + Unpin + Sync>)
             }
         }
     }

@@ -114,6 +114,9 @@ where
     pub failed_logins: Option<Arc<FailedLoginsCache>>,
     // An optional functor that can bind a socket
     pub binder: Option<Box<dyn crate::options::Binder>>,
+    // gatehouse patch: cancels the passive listener of the previous PASV/EPSV when a new one is
+    // asked for, so one session holds at most one passive port.
+    pub pasv_cancel: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl<Storage, User> Session<Storage, User>
@@ -148,6 +151,7 @@ where
             cert_chain: None,
             failed_logins: None,
             binder: None,
+            pasv_cancel: None,
         }
     }
 

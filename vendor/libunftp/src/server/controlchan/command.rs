@@ -25,7 +25,10 @@ pub enum Command {
         /// The bytes making up the path about which information is requested, if given.
         path: Option<Bytes>,
     },
-    Type,
+    // gatehouse patch: the representation type asked for.
+    Type {
+        param: String,
+    },
     Stru {
         /// The structure to which the client would like to switch. Only the `File` structure is
         /// supported by us.

@@ -47,6 +47,11 @@ where
 
         tokio::spawn(async move {
             match storage.metadata((*user).as_ref().unwrap(), &path).await {
+                // gatehouse patch: MDTM is for files (RFC 3659 3.1); a directory is 550.
+                Ok(metadata) if metadata.is_dir() => {
+                    let reply = Reply::new(ReplyCode::FileError, "Not a plain file");
+                    let _ = tx_fail.send(ControlChanMsg::CommandChannelReply(reply)).await;
+                }
                 Ok(metadata) => {
                     let modification_time = match metadata.modified() {
                         Ok(v) => Some(v),

@@ -104,11 +104,23 @@ where
     let reply = cmd.build_reply(&args, port).await?;
     if reply.is_positive() {
         setup_inter_loop_comms(args.session.clone(), args.tx_control_chan.clone()).await;
+        // gatehouse patch: a new PASV/EPSV closes this session's previous passive listener, so
+        // a client asking again and again cannot hold the whole passive port range.
+        let (cancel_tx, cancel_rx) = oneshot::channel::<()>();
+        if let Some(previous) = args.session.lock().await.pasv_cancel.replace(cancel_tx) {
+            let _ = previous.send(());
+        }
         // Open the data connection in a new task and process it.
         // We cannot await this since we first need to let the client know where to connect :-)
         tokio::spawn(async move {
             // Timeout if the client doesn't connect to the socket in a while, to avoid leaving the socket hanging open permanently.
-            let r = tokio::time::timeout(Duration::from_secs(15), listener.accept()).await;
+            let r = tokio::select! {
+                r = tokio::time::timeout(Duration::from_secs(15), listener.accept()) => r,
+                _ = cancel_rx => {
+                    slog::debug!(args.logger, "Passive listener superseded by a new PASV/EPSV or the session's end");
+                    return;
+                }
+            };
             match r {
                 Ok(Ok((socket, _socket_addr))) => datachan::spawn_processing(args.logger, args.session, socket).await,
                 Ok(Err(e)) => slog::error!(args.logger, "Error waiting for data connection: {}", e),

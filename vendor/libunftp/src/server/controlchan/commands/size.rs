@@ -44,6 +44,11 @@ where
 
         tokio::spawn(async move {
             match storage.metadata((*user).as_ref().unwrap(), &path).await {
+                // gatehouse patch: SIZE is for files (RFC 3659 4.2); a directory is 550.
+                Ok(metadata) if metadata.is_dir() => {
+                    let reply = Reply::new(ReplyCode::FileError, "Not a plain file");
+                    let _ = tx_fail.send(ControlChanMsg::CommandChannelReply(reply)).await;
+                }
                 Ok(metadata) => {
                     let file_len = metadata.len();
                     slog::info!(logger, "SIZE: Successful size command for file {:?}: (size: {})", &path, file_len);

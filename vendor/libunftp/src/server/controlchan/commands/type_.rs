@@ -38,7 +38,15 @@ use crate::{
 use async_trait::async_trait;
 
 #[derive(Debug)]
-pub struct Type;
+pub struct Type {
+    param: String,
+}
+
+impl Type {
+    pub fn new(param: String) -> Self {
+        Type { param }
+    }
+}
 
 #[async_trait]
 impl<Storage, User> CommandHandler<Storage, User> for Type
@@ -47,8 +55,18 @@ where
     Storage: StorageBackend<User> + 'static,
     Storage::Metadata: Metadata,
 {
+    // gatehouse patch: A (non-print) and I, and L 8, are served (all as binary, the gateway
+    // never converts line ends); other types and formats are refused with 504 (RFC 959 5.4),
+    // a malformed parameter with 501.
     #[tracing_attributes::instrument]
     async fn handle(&self, _args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
-        Ok(Reply::new(ReplyCode::CommandOkay, "Always in binary mode"))
+        let words: Vec<&str> = self.param.split_whitespace().collect();
+        Ok(match words.as_slice() {
+            ["I"] | ["A"] | ["A", "N"] | ["L", "8"] => Reply::new(ReplyCode::CommandOkay, "Always in binary mode"),
+            ["E"] | ["E", "N" | "T" | "C"] | ["A", "T" | "C"] | ["L", _] => {
+                Reply::new(ReplyCode::CommandNotImplementedForParameter, "Type not supported; use TYPE I")
+            }
+            _ => Reply::new(ReplyCode::ParameterSyntaxError, "Unknown type"),
+        })
     }
 }

@@ -43,9 +43,15 @@ where
             Command::Stat { path }
         }
         "TYPE" => {
-            // We don't care about text format conversion, so we'll ignore the params and we're
-            // just always in binary mode.
-            Command::Type
+            // gatehouse patch: keep the parameter, so that unknown types can be refused (504)
+            // instead of silently accepted. Transfers are always binary either way.
+            let params = parse_to_eol(cmd_params)?;
+            if params.is_empty() {
+                return Err(ParseErrorKind::InvalidCommand.into());
+            }
+            Command::Type {
+                param: String::from_utf8_lossy(&params).to_ascii_uppercase(),
+            }
         }
         "STRU" => {
             let params = parse_to_eol(cmd_params)?;
