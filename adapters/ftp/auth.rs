@@ -72,8 +72,7 @@ impl Authenticator for FtpAuth {
         let Some(password) = creds.password.as_deref() else {
             return Err(AuthenticationError::BadPassword);
         };
-        // libunftp gives the address without its port.
-        let remote = SocketAddr::new(creds.source_ip, 0);
+        let remote = SocketAddr::new(creds.source_ip, creds.source_port);
         let c = identity::Credentials::Password {
             user: username,
             password: Secret::new(password),

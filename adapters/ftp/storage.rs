@@ -66,10 +66,19 @@ impl Metadata for FtpMeta {
     }
 }
 
+/// A transfer checked before its `150` and kept for the data connection that follows.
+enum Prepared {
+    Put(VPath, vfs::Upload),
+    Get(VPath, vfs::Download),
+}
+
 /// The storage of one control connection.
 pub struct FtpStorage {
     core: Arc<Core>,
     session: Option<Session>,
+    /// STOR/APPE/RETR opened (policy, existence, backend limits) when the command arrived, so a
+    /// refusal is the command's reply; the data transfer takes it over.
+    prepared: std::sync::Mutex<Option<Prepared>>,
 }
 
 impl FtpStorage {
@@ -77,7 +86,56 @@ impl FtpStorage {
         Self {
             core,
             session: None,
+            prepared: std::sync::Mutex::new(None),
         }
+    }
+
+    fn prepared(&self) -> std::sync::MutexGuard<'_, Option<Prepared>> {
+        self.prepared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The prepared upload for `p`, if the command's check opened one.
+    fn take_upload(&self, p: &VPath) -> Option<vfs::Upload> {
+        let mut slot = self.prepared();
+        match slot.take() {
+            Some(Prepared::Put(q, u)) if q == *p => Some(u),
+            other => {
+                *slot = other;
+                None
+            }
+        }
+    }
+
+    /// The prepared download for `p`, if the command's check opened one.
+    fn take_download(&self, p: &VPath) -> Option<vfs::Download> {
+        let mut slot = self.prepared();
+        match slot.take() {
+            Some(Prepared::Get(q, d)) if q == *p => Some(d),
+            other => {
+                *slot = other;
+                None
+            }
+        }
+    }
+
+    /// Keeps a prepared transfer; one still waiting from an earlier command is dropped (an
+    /// upload's guard records it as interrupted, a download's as abandoned).
+    fn keep(&self, p: Prepared) {
+        let old = self.prepared().replace(p);
+        drop(old);
+    }
+
+    async fn open_upload(&self, user: &FtpUser, p: &VPath, start_pos: u64) -> Result<vfs::Upload> {
+        let mode = if start_pos == 0 {
+            WriteMode::Replace
+        } else {
+            WriteMode::KeepExisting(Some(start_pos))
+        };
+        self.core
+            .vfs
+            .create(&user.session, p, mode)
+            .await
+            .map_err(to_ftp)
     }
 }
 
@@ -108,7 +166,7 @@ fn io_err(e: vfs::backend::StorageError) -> io::Error {
 }
 
 impl FtpStorage {
-    /// Opens a download from `start_pos` (REST) to the end.
+    /// Opens a download from `start_pos` (REST) to the end (the one its command prepared, if any).
     async fn open_stream(
         &self,
         user: &FtpUser,
@@ -116,19 +174,32 @@ impl FtpStorage {
         start_pos: u64,
     ) -> Result<vfs::DownloadStream> {
         let p = vpath(path)?;
+        let dl = match self.take_download(&p) {
+            Some(d) => d,
+            None => self.open_download(user, &p, start_pos).await?,
+        };
+        let size = dl.entry().size;
+        let range = (start_pos > 0).then_some(start_pos..size);
+        dl.into_stream(range).await.map_err(to_ftp)
+    }
+
+    async fn open_download(
+        &self,
+        user: &FtpUser,
+        p: &VPath,
+        start_pos: u64,
+    ) -> Result<vfs::Download> {
         let dl = self
             .core
             .vfs
-            .open_read(&user.session, &p)
+            .open_read(&user.session, p)
             .await
             .map_err(to_ftp)?;
-        let size = dl.entry().size;
-        if start_pos > size {
+        if start_pos > dl.entry().size {
             dl.discard();
             return Err(Error::from(ErrorKind::PermanentFileNotAvailable));
         }
-        let range = (start_pos > 0).then_some(start_pos..size);
-        dl.into_stream(range).await.map_err(to_ftp)
+        Ok(dl)
     }
 }
 
@@ -151,6 +222,42 @@ impl StorageBackend<FtpUser> for FtpStorage {
         FEATURE_RESTART
     }
 
+    /// Before the `150`: policy, existence, and what the backend can do (no APPE/REST on object
+    /// stores) are checked by opening the upload now; the data transfer then writes into it.
+    async fn check_put<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        user: &FtpUser,
+        path: P,
+        start_pos: u64,
+        append: bool,
+    ) -> Result<()> {
+        let p = vpath(path.as_ref())?;
+        let start = if append {
+            match self.core.vfs.stat(&user.session, &p).await {
+                Ok(e) => e.size,
+                Err(_) => 0,
+            }
+        } else {
+            start_pos
+        };
+        let upload = self.open_upload(user, &p, start).await?;
+        self.keep(Prepared::Put(p, upload));
+        Ok(())
+    }
+
+    /// Before the `150` of a RETR: the file must exist and be readable (and REST within it).
+    async fn check_get<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        user: &FtpUser,
+        path: P,
+        start_pos: u64,
+    ) -> Result<()> {
+        let p = vpath(path.as_ref())?;
+        let dl = self.open_download(user, &p, start_pos).await?;
+        self.keep(Prepared::Get(p, dl));
+        Ok(())
+    }
+
     async fn metadata<P: AsRef<Path> + Send + fmt::Debug>(
         &self,
         user: &FtpUser,
@@ -171,6 +278,15 @@ impl StorageBackend<FtpUser> for FtpStorage {
         path: P,
     ) -> Result<Vec<Fileinfo<PathBuf, FtpMeta>>> {
         let p = vpath(path.as_ref())?;
+        // LIST, NLST and STAT of a file describe that file (RFC 959: "information on a file").
+        if let Ok(e) = self.core.vfs.stat(&user.session, &p).await
+            && !e.is_dir()
+        {
+            return Ok(vec![Fileinfo {
+                path: PathBuf::from(&e.name),
+                metadata: FtpMeta(e),
+            }]);
+        }
         let entries = self
             .core
             .vfs
@@ -244,17 +360,10 @@ impl StorageBackend<FtpUser> for FtpStorage {
         start_pos: u64,
     ) -> Result<u64> {
         let p = vpath(path.as_ref())?;
-        let mode = if start_pos == 0 {
-            WriteMode::Replace
-        } else {
-            WriteMode::KeepExisting(Some(start_pos))
+        let mut upload = match self.take_upload(&p) {
+            Some(u) => u,
+            None => self.open_upload(user, &p, start_pos).await?,
         };
-        let mut upload = self
-            .core
-            .vfs
-            .create(&user.session, &p, mode)
-            .await
-            .map_err(to_ftp)?;
         loop {
             let mut buf = BytesMut::with_capacity(CHUNK);
             let mut eof = false;

@@ -149,8 +149,32 @@ where
         // TODO: Use configured timeout
         tokio::select! {
             Some(command) = data_cmd_rx.recv() => {
-                let session = session_arc.lock().await;
-                self.handle_incoming(DataChanMsg::ExternalCommand(command), session.start_pos).await;
+                let start_pos = {
+                    let mut session = session_arc.lock().await;
+                    session.transferring = true;
+                    session.start_pos
+                };
+                // gatehouse patch: ABOR reaches a running transfer too (upstream only listened
+                // for it before the command arrived): the transfer is dropped (an upload's guard
+                // throws the staged file away), the client gets 426, then the ABOR its 226.
+                let tx = self.control_msg_tx.clone();
+                let transfer = self.handle_incoming(DataChanMsg::ExternalCommand(command), start_pos);
+                tokio::select! {
+                    _ = transfer => {},
+                    Some(_) = data_abort_rx.recv() => {
+                        let _ = tx
+                            .send(ControlChanMsg::CommandChannelReply(crate::server::controlchan::Reply::new(
+                                crate::server::controlchan::ReplyCode::ConnectionClosed,
+                                "Transfer aborted",
+                            )))
+                            .await;
+                        let mut session = session_arc.lock().await;
+                        session.start_pos = 0;
+                        if let Some(ack) = session.abort_ack.take() {
+                            let _ = ack.send(());
+                        }
+                    }
+                }
             },
             Some(_) = data_abort_rx.recv() => {
                 self.handle_incoming(DataChanMsg::Abort, 0).await;
@@ -161,6 +185,7 @@ where
         };
         let mut session = session_arc.lock().await;
         session.data_busy = false;
+        session.transferring = false;
     }
 
     #[tracing_attributes::instrument]

@@ -117,6 +117,35 @@ where
     // gatehouse patch: cancels the passive listener of the previous PASV/EPSV when a new one is
     // asked for, so one session holds at most one passive port.
     pub pasv_cancel: Option<tokio::sync::oneshot::Sender<()>>,
+    // gatehouse patch: a RETR/STOR/LIST... is running on the data connection (not just a data
+    // connection waiting for its command): ABOR aborts it, QUIT waits for its reply.
+    pub transferring: bool,
+    // gatehouse patch: told once an ABOR has stopped the running transfer.
+    pub abort_ack: Option<tokio::sync::oneshot::Sender<()>>,
+    // gatehouse patch: after EPSV ALL, PASV and PORT are refused (RFC 2428 section 4).
+    pub epsv_all: bool,
+}
+
+/// gatehouse patch: a working directory as shown to the client: absolute, `.` and `..` resolved
+/// lexically, never above `/` (PWD used to show `/../..` after `CDUP` at the root).
+pub(crate) fn clean_cwd(path: &std::path::Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
+/// gatehouse patch: a path in a `257` reply: quoted, embedded quotes doubled (RFC 959 appendix II).
+pub(crate) fn quote_path(path: &std::path::Path) -> String {
+    format!("\"{}\"", path.to_string_lossy().replace('"', "\"\""))
 }
 
 impl<Storage, User> Session<Storage, User>
@@ -152,6 +181,9 @@ where
             failed_logins: None,
             binder: None,
             pasv_cancel: None,
+            transferring: false,
+            abort_ack: None,
+            epsv_all: false,
         }
     }
 

@@ -34,13 +34,16 @@ impl FtpCodec {
     }
 }
 
+// gatehouse patch: a line that does not parse is an item (`Ok(Some(Err(..)))`), not a decoder
+// error: tokio-util's FramedRead ends the stream after any decoder error, so every 501 used to
+// close the control connection. Only an over-long line is fatal.
 impl Decoder for FtpCodec {
-    type Item = Command;
+    type Item = Result<Command, ControlChanError>;
     type Error = ControlChanError;
 
     // Here we decode the incoming bytes into a meaningful command. We'll split on newlines, and
     // parse the resulting line using `Command::parse()`. This method will be called by tokio.
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Command>, Self::Error> {
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, Self::Error> {
         if let Some(newline_offset) = buf[self.next_index..].iter().position(|b| *b == b'\n') {
             let newline_index = newline_offset + self.next_index;
             if newline_index >= self.max_line {
@@ -48,7 +51,7 @@ impl Decoder for FtpCodec {
             }
             let line = buf.split_to(newline_index + 1);
             self.next_index = 0;
-            Ok(Some(line_parser::parse(line)?))
+            Ok(Some(line_parser::parse(line).map_err(ControlChanError::from)))
         } else if buf.len() >= self.max_line {
             // gatehouse patch: no newline within the cap.
             Err(ControlChanError::new(ControlChanErrorKind::CommandLineTooLong))
@@ -108,7 +111,7 @@ mod tests {
         // gatehouse patch regression test.
         let mut codec = FtpCodec::with_max_line(16);
         let mut buf = BytesMut::from(&b"NOOP\r\n"[..]);
-        assert!(codec.decode(&mut buf).unwrap().is_some());
+        assert!(codec.decode(&mut buf).unwrap().unwrap().is_ok());
         let mut buf = BytesMut::from(&b"USER aaaaaaaaaaaaaaaaaaaaaaa"[..]);
         assert_eq!(codec.decode(&mut buf).unwrap_err().kind(), &ControlChanErrorKind::CommandLineTooLong);
         let mut codec = FtpCodec::with_max_line(16);

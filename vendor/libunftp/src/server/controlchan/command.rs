@@ -42,7 +42,10 @@ pub enum Command {
     Help,
     Noop,
     Pasv,
-    Epsv,
+    // gatehouse patch: EPSV's argument (none, a protocol number, or ALL).
+    Epsv {
+        param: Option<String>,
+    },
     Port {
         /// The address to use to make an active connection to the client
         addr: String,

@@ -211,7 +211,9 @@ where
                     },
                     cmd = command_source.next() => {
                         match cmd {
-                            Some(cmd_result) => incoming = Some(cmd_result.map(Event::Command)),
+                            // gatehouse patch: a parse error is a reply, not the end of the stream.
+                            Some(Ok(parsed)) => incoming = Some(parsed.map(Event::Command)),
+                            Some(Err(fatal)) => incoming = Some(Err(fatal)),
                             None => {
                                 slog::info!(logger, "Control connection was closed.");
                                 incoming = Some(Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop)))
@@ -336,6 +338,25 @@ where
     Ok(jh)
 }
 
+/// gatehouse patch: the reply for a storage error, shared by the data channel's reports and the
+/// pre-transfer checks (commands/transfer_gate.rs).
+pub(crate) fn storage_error_reply(kind: ErrorKind) -> Reply {
+    match kind {
+        ErrorKind::ExceededStorageAllocationError => Reply::new(ReplyCode::ExceededStorageAllocation, "Exceeded storage allocation"),
+        ErrorKind::FileNameNotAllowedError => Reply::new(ReplyCode::BadFileName, "File name not allowed"),
+        ErrorKind::InsufficientStorageSpaceError => Reply::new(ReplyCode::OutOfSpace, "Insufficient storage space"),
+        ErrorKind::LocalError => Reply::new(ReplyCode::LocalError, "Local error"),
+        ErrorKind::PageTypeUnknown => Reply::new(ReplyCode::PageTypeUnknown, "Page type unknown"),
+        ErrorKind::TransientFileNotAvailable => Reply::new(ReplyCode::TransientFileError, "File not available, try again later"),
+        ErrorKind::PermanentFileNotAvailable => Reply::new(ReplyCode::FileError, "File not found"),
+        ErrorKind::PermanentDirectoryNotAvailable => Reply::new(ReplyCode::FileError, "Directory not found"),
+        ErrorKind::PermanentDirectoryNotEmpty => Reply::new(ReplyCode::FileError, "Directory not empty"),
+        ErrorKind::PermissionDenied => Reply::new(ReplyCode::FileError, "Permission denied"),
+        ErrorKind::CommandNotImplemented => Reply::new(ReplyCode::CommandNotImplemented, "Command not implemented"),
+        ErrorKind::ConnectionClosed => Reply::new(ReplyCode::ConnectionClosed, "Connection closed"),
+    }
+}
+
 // gets the reply to be sent to the client and tells if the connection should be closed.
 fn handle_control_channel_error(logger: slog::Logger, error: ControlChanError) -> (Reply, bool) {
     slog::warn!(logger, "Control channel error: {:?}", error);
@@ -398,8 +419,14 @@ where
                 session.start_pos = 0;
                 Ok(Reply::new(ReplyCode::ClosingDataConnection, "Successfully sent"))
             }
-            WriteFailed => Ok(Reply::new(ReplyCode::TransientFileError, "Failed to write file")),
-            ConnectionReset => Ok(Reply::new(ReplyCode::ConnectionClosed, "Datachannel unexpectedly closed")),
+            WriteFailed => {
+                self.session.lock().await.start_pos = 0;
+                Ok(Reply::new(ReplyCode::TransientFileError, "Failed to write file"))
+            }
+            ConnectionReset => {
+                self.session.lock().await.start_pos = 0;
+                Ok(Reply::new(ReplyCode::ConnectionClosed, "Datachannel unexpectedly closed"))
+            }
             WrittenData { .. } => {
                 let mut session = self.session.lock().await;
                 session.start_pos = 0;
@@ -436,20 +463,12 @@ where
                 session.state = New; // According to RFC 959, a PASS command MUST precede a USER command
                 Ok(Reply::new(ReplyCode::NotLoggedIn, "Authentication failed"))
             }
-            StorageError(error_type) => match error_type.kind() {
-                ErrorKind::ExceededStorageAllocationError => Ok(Reply::new(ReplyCode::ExceededStorageAllocation, "Exceeded storage allocation")),
-                ErrorKind::FileNameNotAllowedError => Ok(Reply::new(ReplyCode::BadFileName, "File name not allowed")),
-                ErrorKind::InsufficientStorageSpaceError => Ok(Reply::new(ReplyCode::OutOfSpace, "Insufficient storage space")),
-                ErrorKind::LocalError => Ok(Reply::new(ReplyCode::LocalError, "Local error")),
-                ErrorKind::PageTypeUnknown => Ok(Reply::new(ReplyCode::PageTypeUnknown, "Page type unknown")),
-                ErrorKind::TransientFileNotAvailable => Ok(Reply::new(ReplyCode::TransientFileError, "File not found")),
-                ErrorKind::PermanentFileNotAvailable => Ok(Reply::new(ReplyCode::FileError, "File not found")),
-                ErrorKind::PermanentDirectoryNotAvailable => Ok(Reply::new(ReplyCode::FileError, "Directory not found")),
-                ErrorKind::PermanentDirectoryNotEmpty => Ok(Reply::new(ReplyCode::FileError, "Directory not empty")),
-                ErrorKind::PermissionDenied => Ok(Reply::new(ReplyCode::FileError, "Permission denied")),
-                ErrorKind::CommandNotImplemented => Ok(Reply::new(ReplyCode::CommandNotImplemented, "Command not implemented")),
-                ErrorKind::ConnectionClosed => Ok(Reply::new(ReplyCode::ConnectionClosed, "Connection closed")),
-            },
+            StorageError(error_type) => {
+                // gatehouse patch: a failed transfer leaves no REST offset behind (RFC 3659 5.5:
+                // the offset applies to the one transfer that follows).
+                self.session.lock().await.start_pos = 0;
+                Ok(storage_error_reply(error_type.kind()))
+            }
             CommandChannelReply(reply) => Ok(reply),
         }
     }
@@ -484,7 +503,7 @@ where
             Command::Help => Box::new(commands::Help),
             Command::Noop => Box::new(commands::Noop),
             Command::Pasv => Box::new(commands::Pasv::new()),
-            Command::Epsv => Box::new(commands::Epsv::new()),
+            Command::Epsv { param } => Box::new(commands::Epsv::with_param(param)),
             Command::Port { addr } => Box::new(commands::Port::new(addr)),
             Command::Retr { .. } => Box::new(commands::Retr),
             Command::Stor { .. } => Box::new(commands::Stor),

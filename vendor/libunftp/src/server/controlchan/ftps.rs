@@ -115,7 +115,7 @@ where
             (FtpsRequired::All, event) => match event {
                 Event::Command(
                     Command::Pasv
-                    | Command::Epsv
+                    | Command::Epsv { .. }
                     | Command::Port { .. }
                     | Command::Retr { .. }
                     | Command::Stor { .. }

@@ -170,6 +170,8 @@ pub enum ReplyCode {
     Resp533 = 533,
     /// 534 Could not connect to server — policy requires SSL.
     FtpsRequired = 534,
+    /// gatehouse patch: 522 Network protocol not supported (RFC 2428).
+    NetworkProtocolNotSupported = 522,
     /// 550 Requested action not taken. File unavailable.
     FileError = 550,
     /// 551 Requested action aborted: page type unknown.

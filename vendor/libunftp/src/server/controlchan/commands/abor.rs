@@ -14,6 +14,7 @@ use crate::server::controlchan::{
     error::ControlChanError,
     handler::{CommandContext, CommandHandler},
 };
+use crate::server::ControlChanMsg;
 use async_trait::async_trait;
 use unftp_core::auth::UserDetail;
 use unftp_core::storage::{Metadata, StorageBackend};
@@ -32,16 +33,33 @@ where
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         let mut session = args.session.lock().await;
         let logger = args.logger;
-        match session.data_abort_tx.take() {
-            Some(tx) => {
-                tokio::spawn(async move {
-                    if let Err(err) = tx.send(()).await {
-                        slog::warn!(logger, "abort failed: {}", err);
-                    }
-                });
-                Ok(Reply::new(ReplyCode::ClosingDataConnection, "Closed data channel"))
+        // gatehouse patch: during a transfer, RFC 959's order: the transfer's 426 (sent by the
+        // data channel when it has stopped), then 226 for the ABOR itself.
+        if session.transferring {
+            let (ack_tx, ack_rx) = tokio::sync::oneshot::channel();
+            session.abort_ack = Some(ack_tx);
+            if let Some(tx) = session.data_abort_tx.take() {
+                let _ = tx.try_send(());
             }
-            None => Ok(Reply::new(ReplyCode::ClosingDataConnection, "Data channel already closed")),
+            let ctl = args.tx_control_chan.clone();
+            tokio::spawn(async move {
+                // A transfer that finished at the same moment has already sent its 226.
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), ack_rx).await;
+                let reply = Reply::new(ReplyCode::ClosingDataConnection, "ABOR command successful");
+                if let Err(err) = ctl.send(ControlChanMsg::CommandChannelReply(reply)).await {
+                    slog::warn!(logger, "ABOR: could not send the reply: {}", err);
+                }
+            });
+            return Ok(Reply::none());
         }
+        // No transfer running: close a prepared data connection, if any.
+        if let Some(tx) = session.data_abort_tx.take() {
+            let _ = tx.try_send(());
+        }
+        session.data_cmd_tx = None;
+        if let Some(cancel) = session.pasv_cancel.take() {
+            let _ = cancel.send(());
+        }
+        Ok(Reply::new(ReplyCode::ClosingDataConnection, "No transfer to abort"))
     }
 }

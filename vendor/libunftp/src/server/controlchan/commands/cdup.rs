@@ -30,7 +30,9 @@ where
     #[tracing_attributes::instrument]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         let mut session = args.session.lock().await;
-        session.cwd.pop();
+        // gatehouse patch: `..` of the root is the root.
+        let parent = session.cwd.join("..");
+        session.cwd = crate::server::session::clean_cwd(&parent);
         Ok(Reply::new(ReplyCode::FileActionOkay, "OK"))
     }
 }

@@ -59,7 +59,8 @@ where
             }
             _ => {
                 let r = tx_success.send(ControlChanMsg::CwdSuccess).await;
-                session.cwd.push(path);
+                // gatehouse patch: keep the working directory normalised.
+                session.cwd = crate::server::session::clean_cwd(&path);
                 if let Err(e) = r {
                     slog::warn!(logger, "CWD: Could not send internal message to notify of CWD success: {}", e);
                 }

@@ -22,11 +22,19 @@ use async_trait::async_trait;
 use super::passive_common::{self, LegacyReplyProducer};
 
 #[derive(Debug)]
-pub struct Epsv {}
+pub struct Epsv {
+    // gatehouse patch: the argument, if any (RFC 2428 section 3).
+    param: Option<String>,
+}
 
 impl Epsv {
+    #[allow(dead_code)]
     pub fn new() -> Self {
-        Epsv {}
+        Epsv { param: None }
+    }
+
+    pub fn with_param(param: Option<String>) -> Self {
+        Epsv { param }
     }
 }
 
@@ -50,6 +58,24 @@ where
 {
     #[tracing_attributes::instrument]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
+        // gatehouse patch: RFC 2428 arguments. "ALL": from now on only EPSV sets up data
+        // connections; "1"/"2": the network protocol, which must be the control connection's;
+        // anything else is a protocol this server does not speak (522).
+        let ours = if args.local_addr.is_ipv4() { "1" } else { "2" };
+        match self.param.as_deref() {
+            None => {}
+            Some("ALL") => {
+                args.session.lock().await.epsv_all = true;
+                return Ok(Reply::new(ReplyCode::CommandOkay, "EPSV ALL ok: only EPSV from now on"));
+            }
+            Some(p) if p == ours => {}
+            Some(_) => {
+                return Ok(Reply::new_with_string(
+                    ReplyCode::NetworkProtocolNotSupported,
+                    format!("Network protocol not supported, use ({ours})"),
+                ));
+            }
+        }
         let sender: Option<SwitchboardSender<Storage, User>> = args.tx_prebound_loop.clone();
         match sender {
             Some(_) => Ok(Reply::new(ReplyCode::CommandNotImplemented, "EPSV not supported in this mode")),

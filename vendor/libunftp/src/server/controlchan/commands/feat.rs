@@ -26,7 +26,8 @@ where
 {
     #[tracing_attributes::instrument]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
-        let mut feat_text = vec![" SIZE", " MDTM", " UTF8", " EPSV", " MLST", " MLSD"];
+        // gatehouse patch: MLST names its facts (RFC 3659 7.8), "*" marking those sent.
+        let mut feat_text = vec![" SIZE", " MDTM", " UTF8", " EPSV", " MLST type*;size*;modify*;", " MLSD"];
 
         // Add the features. According to the spec each feature line must be
         // indented by a space.

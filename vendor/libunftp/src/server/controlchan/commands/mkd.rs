@@ -45,7 +45,8 @@ where
         let user = session.user.clone();
         let storage = Arc::clone(&session.storage);
         let path: PathBuf = session.cwd.join(self.path.clone());
-        let path_str = path.to_string_lossy().to_string();
+        // gatehouse patch: `257 "PATH" created`, the path quoted and normalised (RFC 959).
+        let path_str = format!("{} created", crate::server::session::quote_path(&crate::server::session::clean_cwd(&path)));
         let tx: Sender<ControlChanMsg> = args.tx_control_chan.clone();
         let logger = args.logger;
         tokio::spawn(async move {

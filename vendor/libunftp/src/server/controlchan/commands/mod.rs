@@ -46,6 +46,8 @@ mod stor;
 mod stou;
 mod stru;
 mod syst;
+// gatehouse patch: pre-transfer checks (see transfer_gate.rs).
+pub(crate) mod transfer_gate;
 mod type_;
 mod user;
 

@@ -24,6 +24,10 @@ use async_trait::async_trait;
 pub enum Opt {
     /// The client wants us to enable UTF-8 encoding for file paths and such.
     Utf8 { on: bool },
+    /// gatehouse patch: `OPTS MLST fact;fact;` (RFC 3659 7.9): the facts the client wants.
+    Mlst { facts: String },
+    /// gatehouse patch: any other option: refused with 501, the session goes on.
+    Other,
 }
 
 #[derive(Debug)]
@@ -49,6 +53,18 @@ where
         match &self.option {
             Opt::Utf8 { on: true } => Ok(Reply::new(ReplyCode::CommandOkay, "Always in UTF-8 mode.")),
             Opt::Utf8 { on: false } => Ok(Reply::new(ReplyCode::CommandNotImplementedForParameter, "Non UTF-8 mode not supported")),
+            // gatehouse patch: the supported facts among those asked for (type, size, modify),
+            // as RFC 3659 7.9 wants the reply to list them.
+            Opt::Mlst { facts } => {
+                let chosen: Vec<String> = facts
+                    .split(';')
+                    .map(|f| f.trim().to_ascii_lowercase())
+                    .filter(|f| matches!(f.as_str(), "type" | "size" | "modify"))
+                    .map(|f| format!("{f};"))
+                    .collect();
+                Ok(Reply::new_with_string(ReplyCode::CommandOkay, format!("MLST OPTS {}", chosen.concat())))
+            }
+            Opt::Other => Ok(Reply::new(ReplyCode::ParameterSyntaxError, "Option not understood")),
         }
     }
 }

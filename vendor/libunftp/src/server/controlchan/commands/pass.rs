@@ -70,6 +70,8 @@ where
                 let creds = unftp_core::auth::Credentials {
                     password: Some(pass),
                     source_ip: session.source.ip(),
+                    // gatehouse patch: the port too (unftp-core patch).
+                    source_port: session.source.port(),
                     certificate_chain: session.cert_chain.clone(),
                     command_channel_security: if session.cmd_tls {
                         ChannelEncryptionState::Tls

@@ -61,6 +61,10 @@ where
 {
     #[tracing_attributes::instrument]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
+        // gatehouse patch: after EPSV ALL only EPSV may set up a data connection (RFC 2428 4).
+        if args.session.lock().await.epsv_all {
+            return Ok(Reply::new(ReplyCode::ParameterSyntaxError, "PASV not allowed after EPSV ALL"));
+        }
         let sender: Option<SwitchboardSender<Storage, User>> = args.tx_prebound_loop.clone();
         match sender {
             Some(tx) => passive_common::handle_delegated_mode(args, tx).await,

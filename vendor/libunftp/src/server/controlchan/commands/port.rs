@@ -77,6 +77,10 @@ where
 {
     #[tracing_attributes::instrument]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
+        // gatehouse patch: after EPSV ALL only EPSV may set up a data connection (RFC 2428 4).
+        if args.session.lock().await.epsv_all {
+            return Ok(Reply::new(ReplyCode::ParameterSyntaxError, "PORT not allowed after EPSV ALL"));
+        }
         let CommandContext {
             logger,
             tx_control_chan: tx,

@@ -29,7 +29,8 @@ where
         let session = args.session.lock().await;
         // TODO: properly escape double quotes in `cwd`
 
-        let result = format!("\"{}\"", session.cwd.as_path().display());
+        // gatehouse patch: quotes inside the name are doubled (RFC 959 appendix II).
+        let result = format!("{} is the current directory", crate::server::session::quote_path(&session.cwd));
 
         // On Windows systems, the path will be formatted with Windows style separators ('\')
         // Most FTP clients expect normal UNIX separators ('/'), and they have trouble handling

@@ -43,6 +43,14 @@ where
         };
 
         let logger = args.logger;
+        // gatehouse patch: refuse before the 150 (transfer_gate.rs).
+        if session.data_cmd_tx.is_some() {
+            let target = session.cwd.join(&path);
+            if let Some(reply) = super::transfer_gate::check(&mut session, target, super::transfer_gate::Kind::Get).await {
+                slog::info!(logger, "RETR: refused before the transfer started");
+                return Ok(reply);
+            }
+        }
         match session.data_cmd_tx.take() {
             Some(tx) => {
                 tokio::spawn(async move {

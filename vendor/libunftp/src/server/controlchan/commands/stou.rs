@@ -32,6 +32,14 @@ where
         let filename: &Path = std::path::Path::new(&uuid);
         let path: String = session.cwd.join(filename).to_string_lossy().to_string();
         let logger = args.logger;
+        // gatehouse patch: refuse before the 150 (transfer_gate.rs).
+        if session.data_cmd_tx.is_some() {
+            let target = std::path::PathBuf::from(&path);
+            if let Some(reply) = super::transfer_gate::check(&mut session, target, super::transfer_gate::Kind::Put { append: false }).await {
+                slog::info!(logger, "STOU: refused before the transfer started");
+                return Ok(reply);
+            }
+        }
         match session.data_cmd_tx.take() {
             Some(tx) => {
                 tokio::spawn(async move {

@@ -45,6 +45,8 @@ where
                             certificate_chain: session.cert_chain.clone(),
                             password: None,
                             source_ip: session.source.ip(),
+                            // gatehouse patch: the port too (unftp-core patch).
+                            source_port: session.source.port(),
                             command_channel_security: if session.cmd_tls {
                                 ChannelEncryptionState::Tls
                             } else {

@@ -58,7 +58,8 @@ where
             if params.len() > 1 {
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
-            match params.first() {
+            // gatehouse patch: parameters are case-insensitive (RFC 959 5.3: "STRU f" is fine).
+            match params.first().map(u8::to_ascii_uppercase) {
                 Some(b'F') => Command::Stru { structure: StruParam::File },
                 Some(b'R') => Command::Stru { structure: StruParam::Record },
                 Some(b'P') => Command::Stru { structure: StruParam::Page },
@@ -70,7 +71,8 @@ where
             if params.len() > 1 {
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
-            match params.first() {
+            // gatehouse patch: case-insensitive, as STRU.
+            match params.first().map(u8::to_ascii_uppercase) {
                 Some(b'S') => Command::Mode { mode: ModeParam::Stream },
                 Some(b'B') => Command::Mode { mode: ModeParam::Block },
                 Some(b'C') => Command::Mode { mode: ModeParam::Compressed },
@@ -93,7 +95,12 @@ where
             }
             Command::Pasv
         }
-        "EPSV" => Command::Epsv,
+        "EPSV" => {
+            // gatehouse patch: keep the argument (RFC 2428: a protocol number or ALL).
+            let params = parse_to_eol(cmd_params)?;
+            let param = (!params.is_empty()).then(|| String::from_utf8_lossy(&params).trim().to_ascii_uppercase());
+            Command::Epsv { param }
+        }
         "PORT" => {
             let params = parse_to_eol(cmd_params)?;
             if params.is_empty() {
@@ -225,7 +232,14 @@ where
                 b"UTF8 OFF" | b"utf8 off" => Command::Opts {
                     option: Opt::Utf8 { on: false },
                 },
-                _ => return Err(ParseErrorKind::InvalidCommand.into()),
+                // gatehouse patch: OPTS MLST (RFC 3659 7.9), and other options answered 501 by
+                // the handler instead of failing to parse.
+                p if p.len() >= 4 && p[..4].eq_ignore_ascii_case(b"MLST") => Command::Opts {
+                    option: Opt::Mlst {
+                        facts: String::from_utf8_lossy(&p[4..]).trim().to_string(),
+                    },
+                },
+                _ => Command::Opts { option: Opt::Other },
             }
         }
         "DELE" => {

@@ -184,7 +184,7 @@ fn parse_pasv() {
 #[test]
 fn parse_epsv() {
     let input = "EPSV\r\n";
-    assert_eq!(parse(input).unwrap(), Command::Epsv);
+    assert_eq!(parse(input).unwrap(), Command::Epsv { param: None });
 }
 
 #[test]

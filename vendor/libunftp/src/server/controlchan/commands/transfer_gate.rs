@@ -1,0 +1,45 @@
+//! gatehouse patch: the storage back-end is asked whether a transfer may start *before* the `150`
+//! (unftp-core's `check_put` / `check_get`), so a refused STOR, APPE, STOU or RETR gets its `550`,
+//! `553` or `502` at once instead of a `150` followed by a broken data connection. A refusal also
+//! ends the data connection the client prepared (PASV/EPSV), and the REST offset is cleared.
+
+use crate::{
+    auth::UserDetail,
+    server::{controlchan::Reply, session::Session},
+    storage::{Metadata, StorageBackend},
+};
+use std::path::PathBuf;
+
+/// What the transfer is.
+pub(crate) enum Kind {
+    Put { append: bool },
+    Get,
+}
+
+/// Asks the storage; on refusal, tears down the prepared data connection and returns the reply.
+pub(crate) async fn check<Storage, User>(session: &mut Session<Storage, User>, path: PathBuf, kind: Kind) -> Option<Reply>
+where
+    User: UserDetail + 'static,
+    Storage: StorageBackend<User> + 'static,
+    Storage::Metadata: Metadata,
+{
+    let user = session.user.clone();
+    let user = (*user).as_ref()?;
+    let storage = session.storage.clone();
+    let start_pos = session.start_pos;
+    let result = match kind {
+        Kind::Put { append } => storage.check_put(user, &path, start_pos, append).await,
+        Kind::Get => storage.check_get(user, &path, start_pos).await,
+    };
+    let err = result.err()?;
+    // No transfer follows: the offset no longer applies, and the data connection goes.
+    session.start_pos = 0;
+    session.data_cmd_tx = None;
+    if let Some(abort) = session.data_abort_tx.take() {
+        let _ = abort.try_send(());
+    }
+    if let Some(cancel) = session.pasv_cancel.take() {
+        let _ = cancel.send(());
+    }
+    Some(crate::server::controlchan::control_loop::storage_error_reply(err.kind()))
+}
