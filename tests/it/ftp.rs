@@ -151,6 +151,15 @@ fn ftplib(store: Store, tls: bool) {
             && r["path"] == "/partners/acme/readonly.bin")
             .is_some()
     );
+    // Records name the client's port, not :0.
+    let login = gw
+        .wait_audit(|r| r["action"] == "login" && r["outcome"] == "ok" && r["protocol"] == "ftp")
+        .unwrap();
+    let remote = login["remote"].as_str().unwrap();
+    assert!(
+        remote.starts_with("127.0.0.1:") && !remote.ends_with(":0"),
+        "{remote}"
+    );
 }
 
 #[test]

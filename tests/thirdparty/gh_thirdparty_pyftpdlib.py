@@ -16,12 +16,18 @@ How the adaptation works
   counterpart, or that inspect pyftpdlib internals, are deselected in EXCLUDE with a reason.
 - ftplib's debug transcript is turned on (ftplib.FTP.debugging = 2, PASS masked by ftplib) so a
   failure's record has the exact command/reply sequence.
+- GH_LENIENT=1 ("wording-insensitive" pass): pytest.raises(..., match=RE) only checks the
+  3-digit reply code when RE starts with one, and ignores RE otherwise; the exception type
+  (ftplib.error_perm = 5xx, error_temp = 4xx) is still checked. Upstream tests match pyftpdlib's
+  own reply texts; this pass lets them go on past a differently-worded but correct reply so the
+  rest of each test still exercises the server. Plain `assert resp == "..."` stays strict.
 - GLOBAL_TIMEOUT (client socket timeout) is raised from 2 s to $GH_CLIENT_TIMEOUT (default 5 s)
   because this machine is shared with a compiler.
 """
 
 import ftplib
 import os
+import re
 import sys
 import threading
 
@@ -184,8 +190,22 @@ _recorder = Recorder(
 )
 
 
+_real_raises = pytest.raises
+
+
+def _lenient_raises(expected_exception, *args, **kwargs):
+    match = kwargs.pop("match", None)
+    if not args and isinstance(match, str):
+        m = re.match(r"\s*\^?(\d{3})", match)
+        if m:
+            kwargs["match"] = "^" + m.group(1)
+    return _real_raises(expected_exception, *args, **kwargs)
+
+
 def pytest_configure(config):
     config.pluginmanager.register(_recorder, "gh_recorder")
+    if os.environ.get("GH_LENIENT") == "1":
+        pytest.raises = _lenient_raises
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -19,6 +19,9 @@ pub struct FtpCodec {
     next_index: usize,
     // gatehouse patch: longest line accepted, CRLF included.
     max_line: usize,
+    // gatehouse patch: the last line ended at a CR with nothing after it yet; a LF that comes
+    // next belongs to it.
+    skip_lf: bool,
 }
 
 impl FtpCodec {
@@ -30,7 +33,11 @@ impl FtpCodec {
     /// gatehouse patch: a codec that refuses lines longer than `max_line` instead of buffering
     /// until a newline arrives.
     pub fn with_max_line(max_line: usize) -> Self {
-        FtpCodec { next_index: 0, max_line }
+        FtpCodec {
+            next_index: 0,
+            max_line,
+            skip_lf: false,
+        }
     }
 }
 
@@ -44,6 +51,27 @@ impl Decoder for FtpCodec {
     // Here we decode the incoming bytes into a meaningful command. We'll split on newlines, and
     // parse the resulting line using `Command::parse()`. This method will be called by tokio.
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, Self::Error> {
+        if self.skip_lf && !buf.is_empty() {
+            self.skip_lf = false;
+            if buf[0] == b'\n' {
+                let _ = buf.split_to(1);
+            }
+        }
+        // gatehouse patch: a CR that is the last byte received ends the line too. Clients send
+        // ABOR as urgent data (Python's ftplib.abort() uses MSG_OOB): the kernel takes the
+        // final LF out of the stream, so "ABOR\r" is all that arrives. A LF that follows later
+        // is dropped (CR cannot appear inside a command: RFC 959 and 2640 escape it).
+        if self.next_index < buf.len()
+            && buf.len() < self.max_line
+            && buf[buf.len() - 1] == b'\r'
+            && !buf[self.next_index..].contains(&b'\n')
+        {
+            let mut line = buf.split_to(buf.len());
+            line.extend_from_slice(b"\n");
+            self.next_index = 0;
+            self.skip_lf = true;
+            return Ok(Some(line_parser::parse(line).map_err(ControlChanError::from)));
+        }
         if let Some(newline_offset) = buf[self.next_index..].iter().position(|b| *b == b'\n') {
             let newline_index = newline_offset + self.next_index;
             if newline_index >= self.max_line {
@@ -117,6 +145,16 @@ mod tests {
         let mut codec = FtpCodec::with_max_line(16);
         let mut buf = BytesMut::from(&b"USER aaaaaaaaaaaaaaaaaaaaaaa\r\n"[..]);
         assert_eq!(codec.decode(&mut buf).unwrap_err().kind(), &ControlChanErrorKind::CommandLineTooLong);
+    }
+
+    #[test]
+    fn a_line_may_end_at_a_lone_cr() {
+        // gatehouse patch regression test (ABOR sent with MSG_OOB loses its LF).
+        let mut codec = FtpCodec::with_max_line(8192);
+        let mut buf = BytesMut::from(&b"ABOR\r"[..]);
+        assert!(codec.decode(&mut buf).unwrap().unwrap().is_ok());
+        let mut buf = BytesMut::from(&b"\nNOOP\r\n"[..]);
+        assert!(matches!(codec.decode(&mut buf).unwrap().unwrap(), Ok(Command::Noop)));
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::{
             handler::{CommandContext, CommandHandler},
         },
     },
-    storage::{Error, ErrorKind, Metadata, StorageBackend},
+    storage::{Metadata, StorageBackend},
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -81,6 +81,8 @@ where
                 let session = args.session.lock().await;
                 let user = session.user.clone();
                 let storage = Arc::clone(&session.storage);
+                // gatehouse patch: relative to the working directory, like every other path.
+                let path = session.cwd.join(path);
 
                 let tx_success: Sender<ControlChanMsg> = args.tx_control_chan.clone();
                 let tx_fail: Sender<ControlChanMsg> = args.tx_control_chan.clone();
@@ -91,7 +93,14 @@ where
                         Ok(lines) => {
                             slog::info!(logger, "STAT: Successfully listed file or directory {:?}", path_str);
                             if let Err(err) = tx_success
-                                .send(ControlChanMsg::CommandChannelReply(Reply::new_multiline(ReplyCode::CommandOkay, lines)))
+                                // gatehouse patch: 213, the status of the file or directory
+                                // (RFC 959), around the listing lines.
+                                .send(ControlChanMsg::CommandChannelReply(Reply::new_multiline(ReplyCode::FileStatus, {
+                                    let mut all = vec![format!("Status of {}:", path_str)];
+                                    all.extend(lines);
+                                    all.push("End of status".to_string());
+                                    all
+                                })))
                                 .await
                             {
                                 slog::warn!(logger, "STAT: Could not send internal message to notify of STAT success: {}", err);
@@ -99,7 +108,8 @@ where
                         }
                         Err(e) => {
                             slog::info!(logger, "STAT: Failure listing file or directory {:?}", path_str);
-                            if let Err(err) = tx_fail.send(ControlChanMsg::StorageError(Error::new(ErrorKind::LocalError, e))).await {
+                            // gatehouse patch: the storage's own error (550 missing or denied), not 451.
+                            if let Err(err) = tx_fail.send(ControlChanMsg::StorageError(e)).await {
                                 slog::warn!(logger, "STAT: Could not send internal message to notify of STAT failure: {}", err);
                             }
                         }
