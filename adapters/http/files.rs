@@ -65,10 +65,17 @@ pub(crate) struct OpResult {
 }
 
 pub(crate) fn router() -> Router<AppState> {
+    // Every file response is for one authenticated user: shared caches must not keep it, and
+    // without this a cache may apply heuristic freshness to it (REDbot warns).
+    let private = tower_http::set_header::SetResponseHeaderLayer::if_not_present(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private"),
+    );
     Router::new()
         .route("/v1/files", any(files))
         .route("/v1/files/", any(files))
         .route("/v1/files/{*rest}", any(files))
+        .layer(private)
 }
 
 /// The user-view path a request names, and whether it ends in `/` (a directory request).

@@ -186,7 +186,8 @@ fn build_router(state: AppState) -> Router {
                     MakeRequestUuid,
                 ))
                 .layer(PropagateRequestIdLayer::new(x_request_id))
-                .layer(axum::middleware::from_fn(ops::trace)),
+                .layer(axum::middleware::from_fn(ops::trace))
+                .layer(axum::middleware::from_fn(ops::require_host)),
         )
 }
 

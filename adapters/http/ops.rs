@@ -107,6 +107,18 @@ fn render(handle: Option<&PrometheusHandle>) -> Response {
 }
 
 /// Logs the request and records its latency under the handler's route label.
+/// HTTP/1.1 requests must carry exactly one `Host` (RFC 9112 3.2): none, or two that may
+/// disagree, is a 400 before anything else looks at the request.
+pub(crate) async fn require_host(req: Request, next: Next) -> Response {
+    if req.version() == http::Version::HTTP_11
+        && req.headers().get_all(http::header::HOST).iter().count() != 1
+    {
+        return super::ApiError::bad_request("HTTP/1.1 requests need exactly one Host header")
+            .into_response();
+    }
+    next.run(req).await
+}
+
 pub(crate) async fn trace(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();

@@ -2,7 +2,9 @@
 //! accept loop (connection cap, bans before any crypto, graceful shutdown). Authentication is
 //! `conn.rs`, the SFTP protocol `session.rs`, error mapping `status.rs`.
 
+mod attrs;
 mod conn;
+mod extended;
 mod kill;
 mod session;
 mod status;

@@ -16,11 +16,11 @@ use futures::StreamExt;
 use russh::ChannelStream;
 use russh::server::Msg;
 use russh_sftp::protocol::{
-    Attrs, Data, ExtendedReply, File, FileAttributes, Handle, Name, OpenFlags, Packet, Status,
-    StatusCode, Version,
+    Attrs, Data, File, FileAttributes, Handle, Name, OpenFlags, Packet, Status, StatusCode, Version,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 
+use super::attrs::{attrs_of, file_of};
 use super::conn::Live;
 use super::status::{Reply, bad, status_of};
 use crate::audit::Outcome;
@@ -29,15 +29,15 @@ use crate::session::Session;
 use crate::vfs::{self, Download, Entry, EntryStream, Upload, VPath, WriteMode};
 
 /// Largest request accepted (OpenSSH sends at most 256 KiB).
-const MAX_PACKET: u32 = 256 * 1024 + 1024;
+pub(super) const MAX_PACKET: u32 = 256 * 1024 + 1024;
 /// Largest read answered at once.
-const MAX_READ: u32 = 255 * 1024;
+pub(super) const MAX_READ: u32 = 255 * 1024;
 /// Directory entries per READDIR reply.
 const READDIR_BATCH: usize = 128;
 /// Handles one session may hold open.
-const MAX_HANDLES: usize = 256;
+pub(super) const MAX_HANDLES: usize = 256;
 
-enum Open {
+pub(super) enum Open {
     Read(Download),
     Write {
         upload: Upload,
@@ -53,12 +53,12 @@ enum Open {
     },
 }
 
-struct SftpSession {
-    core: Arc<Core>,
-    session: Session,
-    handles: HashMap<String, Open>,
-    next_handle: u64,
-    live: Arc<Live>,
+pub(super) struct SftpSession {
+    pub(super) core: Arc<Core>,
+    pub(super) session: Session,
+    pub(super) handles: HashMap<String, Open>,
+    pub(super) next_handle: u64,
+    pub(super) live: Arc<Live>,
 }
 
 /// Request bytes that may wait unprocessed before the connection is judged abusive.
@@ -141,80 +141,31 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
     }
 }
 
-fn status(id: u32, code: StatusCode, msg: &str) -> Packet {
+fn status(id: u32, code: StatusCode, detail: &str) -> Packet {
     Packet::Status(Status {
         id,
         status_code: code,
-        error_message: msg.to_string(),
+        error_message: super::status::wording(code, detail),
         language_tag: "en-US".to_string(),
     })
 }
 
-fn ok(id: u32) -> Packet {
-    status(id, StatusCode::Ok, "Success")
+pub(super) fn ok(id: u32) -> Packet {
+    status(id, StatusCode::Ok, "")
 }
 
 fn from_reply(id: u32, r: Reply) -> Packet {
-    status(id, r.code, &r.message)
-}
-
-fn secs(t: Option<SystemTime>) -> Option<u32> {
-    t.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
-}
-
-fn attrs_of(e: &Entry) -> FileAttributes {
-    let mut a = FileAttributes::empty();
-    a.size = Some(e.size);
-    a.uid = Some(0);
-    a.gid = Some(0);
-    a.permissions = Some(if e.is_dir() { 0o040_755 } else { 0o100_644 });
-    a.mtime = secs(e.modified);
-    a.atime = a.mtime;
-    a
-}
-
-/// A `File` entry with the `ls -l` style long name OpenSSH's `ls -l` shows.
-fn file_of(e: &Entry) -> File {
-    let attrs = attrs_of(e);
-    let when = e
-        .modified
-        .map(time::OffsetDateTime::from)
-        .and_then(|t| {
-            t.format(time::macros::format_description!(
-                "[month repr:short] [day padding:space] [hour]:[minute]"
-            ))
-            .ok()
-        })
-        .unwrap_or_else(|| "Jan  1 00:00".into());
-    let longname = format!(
-        "{} 1 owner group {:>12} {when} {}",
-        if e.is_dir() {
-            "drwxr-xr-x"
-        } else {
-            "-rw-r--r--"
-        },
-        e.size,
-        e.name
-    );
-    File {
-        filename: e.name.clone(),
-        longname,
-        attrs,
-    }
-}
-
-/// SSH string from an extended request's data.
-fn ssh_string(data: &[u8], at: &mut usize) -> Option<String> {
-    let len = u32::from_be_bytes(data.get(*at..*at + 4)?.try_into().ok()?) as usize;
-    let s = data.get(*at + 4..*at + 4 + len)?;
-    *at += 4 + len;
-    String::from_utf8(s.to_vec()).ok()
+    Packet::Status(Status {
+        id,
+        status_code: r.code,
+        error_message: r.message,
+        language_tag: "en-US".to_string(),
+    })
 }
 
 impl SftpSession {
     /// A client path as a user-view path (SFTP paths are relative to the user's "/").
-    fn path(&self, p: &str) -> Result<VPath, Reply> {
+    pub(super) fn path(&self, p: &str) -> Result<VPath, Reply> {
         let p = p
             .strip_prefix("~")
             .map_or(p, |rest| if rest.is_empty() { "/" } else { rest });
@@ -271,6 +222,9 @@ impl SftpSession {
             ("fsync@openssh.com", "1"),
             ("limits@openssh.com", "1"),
             ("expand-path@openssh.com", "1"),
+            ("statvfs@openssh.com", "2"),
+            ("fstatvfs@openssh.com", "2"),
+            ("hardlink@openssh.com", "1"),
         ] {
             v.extensions.insert(k.to_string(), val.to_string());
         }
@@ -294,11 +248,21 @@ impl SftpSession {
                     .map_err(|e| status_of(&e))?,
             )
         } else {
+            let random = vfs
+                .capabilities(&self.session, &path)
+                .is_some_and(|c| c.random_write);
             if flags.contains(OpenFlags::READ) {
-                return Err(bad(
-                    StatusCode::OpUnsupported,
-                    "read-write open is not supported; uploads stream into place",
-                ));
+                // Read-write opens (sshfs, WinSCP, rsync-style tools) edit a staged copy on
+                // storages with random access; the result appears at close, as any upload.
+                if !random {
+                    return Err(bad(
+                        StatusCode::OpUnsupported,
+                        "read-write open is not supported on this storage; upload the whole file",
+                    ));
+                }
+                if let Err(e) = vfs.require_read(&self.session, &path).await {
+                    return Err(status_of(&e));
+                }
             }
             let exists = match vfs.stat(&self.session, &path).await {
                 Ok(e) if e.is_dir() => return Err(bad(StatusCode::Failure, "is a directory")),
@@ -390,8 +354,23 @@ impl SftpSession {
         offset: u64,
         len: u32,
     ) -> Result<Packet, Reply> {
-        let Some(Open::Read(dl)) = self.handles.get_mut(handle) else {
-            return Err(bad(StatusCode::Failure, "invalid handle"));
+        let dl = match self.handles.get_mut(handle) {
+            Some(Open::Read(dl)) => dl,
+            // A read-write handle reads what is staged (its own writes included).
+            Some(Open::Write { upload, .. }) => {
+                let data = upload
+                    .read_at(offset, len.min(MAX_READ) as usize)
+                    .await
+                    .map_err(|e| status_of(&e))?;
+                if data.is_empty() {
+                    return Err(bad(StatusCode::Eof, ""));
+                }
+                return Ok(Packet::Data(Data {
+                    id,
+                    data: data.to_vec(),
+                }));
+            }
+            _ => return Err(bad(StatusCode::Failure, "invalid handle")),
         };
         match dl.read_at(offset, len.min(MAX_READ) as usize).await {
             Ok(Some(data)) => Ok(Packet::Data(Data {
@@ -571,14 +550,14 @@ impl SftpSession {
         Ok(ok(id))
     }
 
-    fn realpath(&mut self, id: u32, path: &str) -> Result<Packet, Reply> {
+    pub(super) fn realpath(&mut self, id: u32, path: &str) -> Result<Packet, Reply> {
         let p = self.path(if path.is_empty() { "." } else { path })?;
         let mut f = File::dummy(p.as_str());
         f.longname = p.to_string();
         Ok(Packet::Name(Name { id, files: vec![f] }))
     }
 
-    async fn rename(
+    pub(super) async fn rename(
         &mut self,
         id: u32,
         from: &str,
@@ -592,46 +571,6 @@ impl SftpSession {
             .await
             .map_err(|e| status_of(&e))?;
         Ok(ok(id))
-    }
-
-    async fn extended(&mut self, id: u32, request: &str, data: &[u8]) -> Result<Packet, Reply> {
-        let mut at = 0;
-        match request {
-            "posix-rename@openssh.com" => {
-                let (Some(from), Some(to)) = (ssh_string(data, &mut at), ssh_string(data, &mut at))
-                else {
-                    return Err(bad(StatusCode::BadMessage, "malformed posix-rename"));
-                };
-                self.rename(id, &from, &to, false).await
-            }
-            "expand-path@openssh.com" => {
-                let p = ssh_string(data, &mut at)
-                    .ok_or_else(|| bad(StatusCode::BadMessage, "malformed expand-path"))?;
-                self.realpath(id, &p)
-            }
-            "fsync@openssh.com" => {
-                // Uploads are fsynced when they are committed at close.
-                let h = ssh_string(data, &mut at).unwrap_or_default();
-                if self.handles.contains_key(&h) {
-                    Ok(ok(id))
-                } else {
-                    Err(bad(StatusCode::Failure, "invalid handle"))
-                }
-            }
-            "limits@openssh.com" => {
-                let mut out = Vec::with_capacity(32);
-                for v in [
-                    u64::from(MAX_PACKET),
-                    u64::from(MAX_READ),
-                    u64::from(MAX_READ),
-                    MAX_HANDLES as u64,
-                ] {
-                    out.extend_from_slice(&v.to_be_bytes());
-                }
-                Ok(Packet::ExtendedReply(ExtendedReply { id, data: out }))
-            }
-            _ => Err(bad(StatusCode::OpUnsupported, "extension not supported")),
-        }
     }
 
     /// The stream ended: finish downloads, abort uploads that were never closed.

@@ -16,8 +16,8 @@ use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use crate::vfs::backend::{
-    Backend, ByteStream, Capabilities, CommitMode, Entry, EntryKind, EntryStream, Key, StageMode,
-    StagedWrite, StorageError, StorageErrorKind,
+    Backend, ByteStream, Capabilities, CommitMode, Entry, EntryKind, EntryStream, Key, Space,
+    StageMode, StagedWrite, StorageError, StorageErrorKind,
 };
 
 /// Name of the directory the gateway keeps for itself at the root.
@@ -169,6 +169,7 @@ impl Backend for LocalBackend {
             resume: true,
             set_times: true,
             real_dirs: true,
+            random_write: true,
         }
     }
 
@@ -334,6 +335,7 @@ impl Backend for LocalBackend {
                 WRITE_BUF,
                 tokio::fs::File::from_std(file),
             )),
+            positional: None,
             tmp,
             target,
         }))
@@ -408,6 +410,48 @@ impl Backend for LocalBackend {
         .await
     }
 
+    async fn space(&self, key: &Key) -> Result<Space, StorageError> {
+        let path = self.path_of(key)?;
+        self.confine(&path)?;
+        Self::blocking(move || {
+            let v = rustix::fs::statvfs(&path)
+                .map_err(|e| io_err(std::io::Error::from(e), "statvfs"))?;
+            Ok(Space {
+                block_size: v.f_bsize,
+                fragment_size: v.f_frsize,
+                blocks: v.f_blocks,
+                blocks_free: v.f_bfree,
+                blocks_avail: v.f_bavail,
+                files: v.f_files,
+                files_free: v.f_ffree,
+                files_avail: v.f_favail,
+                fsid: v.f_fsid,
+                name_max: v.f_namemax,
+            })
+        })
+        .await
+    }
+
+    async fn hard_link(&self, from: &Key, to: &Key) -> Result<(), StorageError> {
+        let (src, dst) = (self.path_of(from)?, self.path_of(to)?);
+        self.confine(&src)?;
+        self.confine(&dst)?;
+        Self::blocking(move || {
+            if std::fs::symlink_metadata(&src)
+                .map_err(|e| io_err(e, "link"))?
+                .is_dir()
+            {
+                return Err(StorageError::new(
+                    StorageErrorKind::NotAFile,
+                    "cannot hard-link a directory",
+                ));
+            }
+            // link(2) never replaces: an existing target is EEXIST.
+            std::fs::hard_link(&src, &dst).map_err(|e| io_err(e, "link"))
+        })
+        .await
+    }
+
     async fn check(&self) -> Result<(), StorageError> {
         let root = self.root.clone();
         Self::blocking(move || {
@@ -426,8 +470,32 @@ fn digest_value(d: &[u8; 32], m: &std::fs::Metadata) -> String {
 /// A staged write to a temp file.
 struct LocalStaged {
     file: Option<tokio::io::BufWriter<tokio::fs::File>>,
+    /// A second handle for positional reads and writes (random access), made on first use.
+    positional: Option<std::sync::Arc<std::fs::File>>,
     tmp: PathBuf,
     target: PathBuf,
+}
+
+impl LocalStaged {
+    /// The handle for positional I/O, after flushing what the sequential writer buffered.
+    async fn positional(&mut self) -> Result<std::sync::Arc<std::fs::File>, StorageError> {
+        if let Some(f) = &self.positional {
+            return Ok(f.clone());
+        }
+        let w = self
+            .file
+            .as_mut()
+            .ok_or_else(|| StorageError::new(StorageErrorKind::Permanent, "write after close"))?;
+        w.flush().await.map_err(|e| io_err(e, "flush"))?;
+        let clone = w
+            .get_mut()
+            .try_clone()
+            .await
+            .map_err(|e| io_err(e, "open for random access"))?;
+        let f = std::sync::Arc::new(clone.into_std().await);
+        self.positional = Some(f.clone());
+        Ok(f)
+    }
 }
 
 #[async_trait]
@@ -484,6 +552,60 @@ impl StagedWrite for LocalStaged {
     async fn abort(mut self: Box<Self>) {
         self.file.take();
         let _ = tokio::fs::remove_file(&self.tmp).await;
+    }
+
+    async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<(), StorageError> {
+        let f = self.positional().await?;
+        LocalBackend::blocking(move || {
+            use std::os::unix::fs::FileExt;
+            f.write_all_at(&data, offset)
+                .map_err(|e| io_err(e, "write"))
+        })
+        .await
+    }
+
+    async fn read_at(&mut self, offset: u64, len: usize) -> Result<Bytes, StorageError> {
+        let f = self.positional().await?;
+        LocalBackend::blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let mut buf = BytesMut::zeroed(len);
+            let mut filled = 0;
+            while filled < len {
+                match f.read_at(&mut buf[filled..], offset + filled as u64) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(io_err(e, "read")),
+                }
+            }
+            buf.truncate(filled);
+            Ok(buf.freeze())
+        })
+        .await
+    }
+
+    async fn content_sha256(&mut self) -> Result<[u8; 32], StorageError> {
+        let f = self.positional().await?;
+        LocalBackend::blocking(move || {
+            use sha2::{Digest, Sha256};
+            use std::os::unix::fs::FileExt;
+            let mut h = Sha256::new();
+            let mut buf = vec![0u8; READ_CHUNK];
+            let mut at = 0u64;
+            loop {
+                match f.read_at(&mut buf, at) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        h.update(&buf[..n]);
+                        at += n as u64;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(io_err(e, "read")),
+                }
+            }
+            Ok(h.finalize().into())
+        })
+        .await
     }
 }
 

@@ -191,6 +191,7 @@ impl Backend for ObjectBackend {
             resume: false,
             set_times: false,
             real_dirs: false,
+            random_write: false,
         }
     }
 

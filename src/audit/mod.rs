@@ -40,6 +40,8 @@ pub enum AuditAction {
     Rmdir,
     /// A move.
     Rename,
+    /// A second name for a file (SFTP `hardlink@openssh.com`).
+    Link,
     /// A directory listed.
     List,
     /// A proxied HTTP call.
@@ -50,7 +52,7 @@ pub enum AuditAction {
 
 impl AuditAction {
     /// Every action.
-    pub const ALL: [AuditAction; 11] = [
+    pub const ALL: [AuditAction; 12] = [
         Self::Login,
         Self::Logout,
         Self::Upload,
@@ -59,6 +61,7 @@ impl AuditAction {
         Self::Mkdir,
         Self::Rmdir,
         Self::Rename,
+        Self::Link,
         Self::List,
         Self::Proxy,
         Self::Config,
@@ -75,6 +78,7 @@ impl AuditAction {
             Self::Mkdir => "mkdir",
             Self::Rmdir => "rmdir",
             Self::Rename => "rename",
+            Self::Link => "link",
             Self::List => "list",
             Self::Proxy => "proxy",
             Self::Config => "config",

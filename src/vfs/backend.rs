@@ -186,6 +186,34 @@ pub struct Capabilities {
     pub set_times: bool,
     /// Empty directories exist on their own (disk) rather than as markers (S3).
     pub real_dirs: bool,
+    /// Staged writes take writes at any offset and reads back (`write_at`/`read_at`): SFTP
+    /// read-write opens and random writes (sshfs, WinSCP resume, rsync-style tools).
+    pub random_write: bool,
+}
+
+/// Space on the storage, as SFTP's `statvfs@openssh.com` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Space {
+    /// Block size in bytes.
+    pub block_size: u64,
+    /// Fragment size in bytes.
+    pub fragment_size: u64,
+    /// Size of the filesystem, in fragments.
+    pub blocks: u64,
+    /// Free blocks.
+    pub blocks_free: u64,
+    /// Free blocks for unprivileged users.
+    pub blocks_avail: u64,
+    /// Inodes.
+    pub files: u64,
+    /// Free inodes.
+    pub files_free: u64,
+    /// Free inodes for unprivileged users.
+    pub files_avail: u64,
+    /// Filesystem id.
+    pub fsid: u64,
+    /// Longest name.
+    pub name_max: u64,
 }
 
 /// A write in progress; nothing is visible at the key until `commit`.
@@ -201,6 +229,28 @@ pub trait StagedWrite: Send {
     ) -> Result<(), StorageError>;
     /// Throws the staged content away.
     async fn abort(self: Box<Self>);
+    /// Writes at `offset` (backends with `random_write`); later bytes stay as they were.
+    async fn write_at(&mut self, offset: u64, _data: Bytes) -> Result<(), StorageError> {
+        Err(StorageError::new(
+            StorageErrorKind::Unsupported,
+            format!("random writes are not supported here (offset {offset})"),
+        ))
+    }
+    /// Reads back up to `len` bytes of the staged content at `offset` (`random_write`).
+    async fn read_at(&mut self, offset: u64, _len: usize) -> Result<Bytes, StorageError> {
+        Err(StorageError::new(
+            StorageErrorKind::Unsupported,
+            format!("reading a file being written is not supported here (offset {offset})"),
+        ))
+    }
+    /// The sha256 of the whole staged content, read back (after random writes, when no
+    /// streaming hash exists).
+    async fn content_sha256(&mut self) -> Result<[u8; 32], StorageError> {
+        Err(StorageError::new(
+            StorageErrorKind::Unsupported,
+            "hashing staged content is not supported here",
+        ))
+    }
 }
 
 /// A storage backend.
@@ -234,6 +284,21 @@ pub trait Backend: Send + Sync + fmt::Debug {
     }
     /// Readiness: the backend answers.
     async fn check(&self) -> Result<(), StorageError>;
+    /// Space on the storage under `key` (SFTP `statvfs@openssh.com`).
+    async fn space(&self, key: &Key) -> Result<Space, StorageError> {
+        Err(StorageError::new(
+            StorageErrorKind::Unsupported,
+            format!("space information is not available here ({key})"),
+        ))
+    }
+    /// Makes `to` a second name of the file `from` (SFTP `hardlink@openssh.com`); fails with
+    /// `AlreadyExists` if `to` exists.
+    async fn hard_link(&self, from: &Key, to: &Key) -> Result<(), StorageError> {
+        Err(StorageError::new(
+            StorageErrorKind::Unsupported,
+            format!("hard links are not supported here ({from} -> {to})"),
+        ))
+    }
     /// The sha256 recorded when the file was written through the gateway, if still valid
     /// (may cost a request on object stores, so only HTTP downloads ask).
     async fn digest(&self, _key: &Key, entry: &Entry) -> Option<[u8; 32]> {

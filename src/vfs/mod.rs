@@ -6,6 +6,7 @@
 pub mod backend;
 mod download;
 mod error;
+mod extra;
 pub mod mount;
 pub mod path;
 mod upload;
@@ -20,7 +21,7 @@ use crate::audit::{AuditAction, AuditEvent, AuditLog, Outcome};
 use crate::policy::{self, Action};
 use crate::session::Session;
 pub use backend::{
-    Backend, ByteStream, Capabilities, CommitMode, Entry, EntryKind, EntryStream, Key,
+    Backend, ByteStream, Capabilities, CommitMode, Entry, EntryKind, EntryStream, Key, Space,
 };
 pub use download::{Download, DownloadStream};
 pub use error::Error;
@@ -133,6 +134,13 @@ impl Vfs {
         }
     }
 
+    /// Checks `read` on a path (recording a refusal as a download), for opens that read and write.
+    pub async fn require_read(&self, s: &Session, user: &VPath) -> Result<(), Error> {
+        let t = self.target(s, user);
+        self.require(s, &t, Action::Read, Some(AuditAction::Download))
+            .await
+    }
+
     /// Metadata of a path. Allowed when the user has any permission on it, or may list its
     /// parent (so `cd` into a write-only drop box works, and listings can be stat'ed).
     pub async fn stat(&self, s: &Session, user: &VPath) -> Result<Entry, Error> {
@@ -161,6 +169,21 @@ impl Vfs {
     }
 
     async fn list_full(&self, full: &VPath) -> Result<EntryStream, Error> {
+        let listed = self.list_backend(full).await?;
+        // A name no client could send back (a backslash, a control character, over-long, made
+        // outside the gateway) is not listed: nothing is visible that cannot be reached.
+        Ok(listed
+            .filter(|e| {
+                let reachable = match e {
+                    Ok(e) => VPath::root().child(&e.name).is_ok(),
+                    Err(_) => true,
+                };
+                futures::future::ready(reachable)
+            })
+            .boxed())
+    }
+
+    async fn list_backend(&self, full: &VPath) -> Result<EntryStream, Error> {
         let virtual_names = self.mounts.virtual_children(full);
         let backend_stream = match self.mounts.resolve(full) {
             Some((m, key)) => match m.backend.stat(&key).await? {

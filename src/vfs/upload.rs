@@ -62,6 +62,11 @@ pub struct Upload {
     /// Size of the existing file, if there was one.
     existing: Option<u64>,
     resume: bool,
+    /// The backend takes writes at any offset (local disk).
+    random_ok: bool,
+    /// A write came out of order: the streaming hash no longer applies; the content is hashed
+    /// at commit instead.
+    random: bool,
     /// How the file becomes visible: without replacing anything when the file did not exist at
     /// open and the user may not overwrite (or asked for create-only).
     commit_mode: CommitMode,
@@ -87,7 +92,8 @@ impl Upload {
         existing: Option<u64>,
         commit_mode: CommitMode,
     ) -> Result<Self, Error> {
-        let resume = backend.capabilities().resume;
+        let caps = backend.capabilities();
+        let resume = caps.resume;
         let mut up = Self {
             audit,
             session,
@@ -100,6 +106,8 @@ impl Upload {
             received: 0,
             existing,
             resume,
+            random_ok: caps.random_write,
+            random: false,
             commit_mode,
             notes: Vec::new(),
         };
@@ -169,26 +177,57 @@ impl Upload {
         self.write_at(at, data).await
     }
 
-    /// Writes at `offset`, which must be where the previous write ended (the first write of an
-    /// SFTP resume may start at any offset up to the existing size).
+    /// Writes at `offset`. Streaming backends need it to be where the previous write ended (the
+    /// first write of an SFTP resume may start at any offset up to the existing size); backends
+    /// with `random_write` take any offset (the existing content is kept around it).
     pub async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<(), Error> {
         if matches!(self.stage, Stage::Pending) {
-            self.open_at(offset).await?;
+            // Random access needs the whole existing file under the writes.
+            let keep = match self.existing {
+                Some(size) if self.random_ok => size,
+                _ => offset,
+            };
+            self.open_at(keep).await?;
         }
-        if offset != self.next_offset {
+        let sequential = offset == self.next_offset && !self.random;
+        if !sequential && !self.random_ok {
             return Err(Error::Unsupported(
-                "non-sequential write: this gateway streams uploads and needs writes in order",
+                "non-sequential write: this storage streams uploads and needs writes in order",
             ));
         }
         let Stage::Open(staged) = &mut self.stage else {
             return Err(Error::Unsupported("upload already finished"));
         };
-        self.hasher.update(&data);
         let n = data.len() as u64;
-        staged.write(data).await?;
-        self.next_offset += n;
+        if sequential {
+            self.hasher.update(&data);
+            staged.write(data).await?;
+        } else {
+            self.random = true;
+            staged.write_at(offset, data).await?;
+        }
+        self.next_offset = self.next_offset.max(offset + n);
         self.received += n;
         Ok(())
+    }
+
+    /// Reads back what is staged (SFTP read-write opens, on backends with `random_write`).
+    pub async fn read_at(&mut self, offset: u64, len: usize) -> Result<Bytes, Error> {
+        if matches!(self.stage, Stage::Pending) {
+            let keep = self.existing.unwrap_or(0);
+            self.open_at(keep).await?;
+        }
+        if !self.random_ok {
+            return Err(Error::Unsupported(
+                "reading a file open for writing is not supported on this storage",
+            ));
+        }
+        let Stage::Open(staged) = &mut self.stage else {
+            return Err(Error::Unsupported("upload already finished"));
+        };
+        // Reads see the positional view; later writes must not go through the buffered stream.
+        self.random = true;
+        Ok(staged.read_at(offset, len).await?)
     }
 
     /// Makes the file visible, then records the upload. Returns once the record is durable.
@@ -200,7 +239,23 @@ impl Upload {
             Stage::Pending => None,
             Stage::Done => return Err(Error::Unsupported("upload already finished")),
         };
-        let sha256: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
+        let streamed: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
+        let mut staged = staged;
+        let sha256 = match staged.as_mut() {
+            Some(s) if self.random => match s.content_sha256().await {
+                Ok(d) => d,
+                Err(e) => {
+                    if let Some(s) = staged {
+                        s.abort().await;
+                    }
+                    let err = Error::from(e);
+                    let ev = self.event(Outcome::Error).detail(err.to_string());
+                    self.audit.record(ev).await?;
+                    return Err(err);
+                }
+            },
+            _ => streamed,
+        };
         let committed = match staged {
             Some(s) => s.commit(sha256, self.commit_mode).await.map(|_| Committed {
                 size: self.next_offset,

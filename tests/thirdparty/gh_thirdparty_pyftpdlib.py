@@ -27,13 +27,12 @@ How the adaptation works
 
 import ftplib
 import os
-import re
 import sys
 import threading
 
 import pytest
 
-from gh_thirdparty_common import Exclusions, Recorder, env_int
+from gh_thirdparty_common import Exclusions, Recorder, env_int, install_lenient_raises_if_asked
 
 HOST = "127.0.0.1"
 PORTS = {
@@ -190,22 +189,9 @@ _recorder = Recorder(
 )
 
 
-_real_raises = pytest.raises
-
-
-def _lenient_raises(expected_exception, *args, **kwargs):
-    match = kwargs.pop("match", None)
-    if not args and isinstance(match, str):
-        m = re.match(r"\s*\^?(\d{3})", match)
-        if m:
-            kwargs["match"] = "^" + m.group(1)
-    return _real_raises(expected_exception, *args, **kwargs)
-
-
 def pytest_configure(config):
     config.pluginmanager.register(_recorder, "gh_recorder")
-    if os.environ.get("GH_LENIENT") == "1":
-        pytest.raises = _lenient_raises
+    install_lenient_raises_if_asked()
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -65,11 +65,13 @@ SUITES = {
                                      {"GH_LENIENT": "1"}),
     "pyftpdlib-functional-ssl-lenient": ("pyftpdlib", "tests/test_functional_ssl.py", "gh_thirdparty_pyftpdlib",
                                          "ftp", {"GH_LENIENT": "1"}),
+    "paramiko-sftp-lenient": ("paramiko", "tests/test_sftp.py", "gh_thirdparty_paramiko", "sftp",
+                              {"GH_LENIENT": "1"}),
     # Opt-in: big-file SFTP tests (a few MiB per test).
     "paramiko-sftp-big": ("paramiko", "tests/test_sftp_big.py", "gh_thirdparty_paramiko", "sftp", {}),
 }
 DEFAULT_SUITES = ["pyftpdlib-functional", "pyftpdlib-functional-ssl", "paramiko-sftp",
-                  "pyftpdlib-functional-lenient", "pyftpdlib-functional-ssl-lenient"]
+                  "pyftpdlib-functional-lenient", "pyftpdlib-functional-ssl-lenient", "paramiko-sftp-lenient"]
 
 
 def log(msg):
@@ -254,6 +256,8 @@ def run_suite(name, args, srcs, data_root, instances, results_dir, locpath):
         "GH_SFTP_PORT": str(main.sftp_port),
         "TZ": "UTC",
     })
+    # Only the plugins we name: the venv also has hypothesis/schemathesis/anyio pytest plugins.
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     env.update(extra_env)
     if locpath and sdist == "paramiko":
         env["LOCPATH"] = locpath
@@ -263,7 +267,7 @@ def run_suite(name, args, srcs, data_root, instances, results_dir, locpath):
     env.pop("GITHUB_ACTIONS", None)
     env.pop("CI", None)  # pyftpdlib reads GITHUB_ACTIONS only, but be safe
     cmd = ["timeout", "-k", "10", str(args.suite_timeout), args.python, "-m", "pytest",
-           "-c", ini, "--rootdir", src, "-p", plugin, "-p", "no:cacheprovider",
+           "-c", ini, "--rootdir", src, "-p", "pytest_timeout", "-p", plugin, "-p", "no:cacheprovider",
            "--timeout", str(args.test_timeout), "-rfEs", "--tb=short", "-q",
            os.path.join(src, testfile)] + args.pytest_args
     log(f"running {name}: cwd={cwd}")
