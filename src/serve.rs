@@ -93,6 +93,7 @@ pub async fn build_core(cfg: ValidConfig) -> Result<(Arc<Core>, Option<String>),
             .rotate_bytes
             .unwrap_or(DEFAULT_ROTATE_BYTES),
         node: node_name(&cfg),
+        reserve_bytes: cfg.config.audit.reserve_bytes.unwrap_or(8 * 1024 * 1024),
     })?;
     let mut built = HashMap::new();
     let mut mounts = Vec::new();
@@ -107,7 +108,12 @@ pub async fn build_core(cfg: ValidConfig) -> Result<(Arc<Core>, Option<String>),
                         name: m.backend.clone(),
                         source: StorageError::not_found("not configured"),
                     })?;
-                let b = adapters::storage::build(spec).map_err(|source| ServeError::Backend {
+                let b = adapters::storage::build(
+                    &m.backend,
+                    spec,
+                    Some(cfg.config.gateway.state_dir.as_path()),
+                )
+                .map_err(|source| ServeError::Backend {
                     name: m.backend.clone(),
                     source,
                 })?;
@@ -122,14 +128,22 @@ pub async fn build_core(cfg: ValidConfig) -> Result<(Arc<Core>, Option<String>),
             prefix: m.prefix.clone(),
         });
     }
-    let vfs = Vfs::new(MountTable::new(mounts), audit.clone());
+    // What a crash left behind (multipart uploads on object stores) goes before anything new.
+    for b in built.values() {
+        b.sweep(true).await;
+    }
+    let shutdown = Shutdown::new(cfg.shutdown_grace());
+    let vfs = Vfs::new(
+        MountTable::new(mounts),
+        audit.clone(),
+        shutdown.tasks.clone(),
+    );
     for u in &cfg.users {
         if let Err(e) = vfs.ensure_dir_all(&u.home).await {
             tracing::warn!(user = %u.name, home = %u.home, error = %e, "cannot create the user's home directory");
         }
     }
     let identity = Identity::new(&cfg);
-    let shutdown = Shutdown::new(cfg.shutdown_grace());
     let core = Arc::new(Core {
         refusals: RefusalLog::new(cfg.config.limits.refused_login_records_per_sec),
         user_sessions: crate::limits::UserLimiter::new(cfg.config.limits.max_sessions_per_user),
@@ -200,6 +214,25 @@ pub async fn run(
     )
     .await?;
     {
+        // Multipart uploads whose abort failed (store down) are retried every minute.
+        let core = core.clone();
+        tokio::spawn(async move {
+            let token = core.shutdown.token.clone();
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = tick.tick() => {
+                        for m in core.vfs.mounts().mounts() {
+                            m.backend.sweep(false).await;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    {
         let core = core.clone();
         tokio::spawn(async move {
             let token = core.shutdown.token.clone();
@@ -243,9 +276,12 @@ pub async fn run(
             core.shutdown.grace.as_secs()
         )
     };
-    // Interrupted uploads record themselves from their drop guards; give them a moment.
+    // Interrupted uploads record themselves from their drop guards on tracked tasks: stop the
+    // listeners, then wait for those records before the log closes.
+    core.shutdown.stop.cancel();
     tasks.abort_all();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    while tasks.join_next().await.is_some() {}
+    core.shutdown.settle().await;
     core.record_refusal_summary(REFUSAL_SUMMARY_SECS).await;
     record_config(&core.audit, Outcome::Ok, detail).await?;
     core.audit.close().await?;

@@ -11,6 +11,9 @@ use tokio_util::task::TaskTracker;
 pub struct Shutdown {
     /// Cancelled when shutdown starts.
     pub token: CancellationToken,
+    /// Cancelled when the grace period is over: work still running stops at once (an upload is
+    /// aborted and recorded as interrupted) so nothing is left to die unrecorded at exit.
+    pub stop: CancellationToken,
     /// Connections and transfers in flight.
     pub tasks: TaskTracker,
     /// How long they may run on.
@@ -22,6 +25,7 @@ impl Shutdown {
     pub fn new(grace: Duration) -> Self {
         Self {
             token: CancellationToken::new(),
+            stop: CancellationToken::new(),
             tasks: TaskTracker::new(),
             grace,
         }
@@ -60,12 +64,24 @@ impl Shutdown {
     }
 
     /// Waits for tracked tasks, at most the grace period. Returns false if some were still
-    /// running when it ran out.
+    /// running when it ran out; those are then told to stop (`stop`) and given a few seconds to
+    /// abort and record what they were doing.
     pub async fn drain(&self) -> bool {
         self.tasks.close();
-        tokio::time::timeout(self.grace, self.tasks.wait())
+        let drained = tokio::time::timeout(self.grace, self.tasks.wait())
             .await
-            .is_ok()
+            .is_ok();
+        if !drained {
+            self.stop.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.tasks.wait()).await;
+        }
+        drained
+    }
+
+    /// Waits (briefly) for clean-up work spawned after `drain`: records of uploads whose
+    /// connections were just dropped.
+    pub async fn settle(&self) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.tasks.wait()).await;
     }
 }
 

@@ -147,9 +147,13 @@ impl fmt::Debug for FtpStorage {
 
 impl Drop for FtpStorage {
     fn drop(&mut self) {
-        if let (Some(s), Ok(rt)) = (self.session.take(), tokio::runtime::Handle::try_current()) {
+        if let (Some(s), Ok(_)) = (self.session.take(), tokio::runtime::Handle::try_current()) {
             let core = self.core.clone();
-            rt.spawn(async move { core.logout(&s, None).await });
+            // Tracked, so a shutdown writes the logout before the audit log closes.
+            self.core
+                .shutdown
+                .tasks
+                .spawn(async move { core.logout(&s, None).await });
         }
     }
 }
@@ -320,9 +324,17 @@ impl StorageBackend<FtpUser> for FtpStorage {
         P: AsRef<Path> + Send + fmt::Debug,
     {
         use tokio::io::AsyncWriteExt;
+        let _tracked = self.core.shutdown.tasks.token();
+        let stop = self.core.shutdown.stop.clone();
         let mut stream = self.open_stream(user, path.as_ref(), start_pos).await?;
         let mut sent = 0u64;
-        while let Some(chunk) = stream.next().await {
+        loop {
+            // Past the grace period the download ends here (its record says how far it got).
+            let next = tokio::select! {
+                c = stream.next() => c,
+                _ = stop.cancelled() => return Err(Error::from(ErrorKind::ConnectionClosed)),
+            };
+            let Some(chunk) = next else { break };
             let chunk = chunk.map_err(|e| Error::new(ErrorKind::LocalError, io_err(e)))?;
             output
                 .write_all(&chunk)
@@ -360,6 +372,10 @@ impl StorageBackend<FtpUser> for FtpStorage {
         start_pos: u64,
     ) -> Result<u64> {
         let p = vpath(path.as_ref())?;
+        // libunftp runs transfers on tasks of its own: count this one for shutdown, and stop it
+        // (aborted, recorded) once the grace period is over.
+        let _tracked = self.core.shutdown.tasks.token();
+        let stop = self.core.shutdown.stop.clone();
         let mut upload = match self.take_upload(&p) {
             Some(u) => u,
             None => self.open_upload(user, &p, start_pos).await?,
@@ -368,7 +384,14 @@ impl StorageBackend<FtpUser> for FtpStorage {
             let mut buf = BytesMut::with_capacity(CHUNK);
             let mut eof = false;
             while buf.len() < CHUNK {
-                match input.read_buf(&mut buf).await {
+                let read = tokio::select! {
+                    r = input.read_buf(&mut buf) => r,
+                    _ = stop.cancelled() => {
+                        let _ = upload.abort("interrupted: the gateway shut down").await;
+                        return Err(Error::from(ErrorKind::ConnectionClosed));
+                    }
+                };
+                match read {
                     Ok(0) => {
                         eof = true;
                         break;

@@ -234,8 +234,13 @@ impl HttpListener {
             let watcher = graceful.watcher();
             let builder = builder.clone();
             let trusted = self.core.clone();
+            let stop = shutdown.stop.clone();
             shutdown.tasks.spawn(async move {
                 let _guard = guard;
+                // Past the grace period the connection is dropped: handlers still running (an
+                // upload) are cancelled, and their guards abort and record what they held.
+                let stop = stop.cancelled_owned();
+                tokio::pin!(stop);
                 let svc = hyper::service::service_fn(
                     move |mut req: http::Request<hyper::body::Incoming>| {
                         let info =
@@ -254,7 +259,10 @@ impl HttpListener {
                             Ok(Ok(s)) => {
                                 let conn =
                                     builder.serve_connection_with_upgrades(TokioIo::new(s), svc);
-                                watcher.watch(conn.into_owned()).await
+                                tokio::select! {
+                                    r = watcher.watch(conn.into_owned()) => r,
+                                    _ = &mut stop => return,
+                                }
                             }
                             Ok(Err(e)) => {
                                 tracing::debug!(%remote, error = %e, "tls handshake failed");
@@ -266,7 +274,10 @@ impl HttpListener {
                     None => {
                         let conn =
                             builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                        watcher.watch(conn.into_owned()).await
+                        tokio::select! {
+                            r = watcher.watch(conn.into_owned()) => r,
+                            _ = &mut stop => return,
+                        }
                     }
                 };
                 if let Err(e) = result {

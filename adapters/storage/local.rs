@@ -2,67 +2,86 @@
 //! final rename is atomic), fsynced, then renamed into place. The sha256 of a file written through
 //! the gateway is kept in the xattr `user.gatehouse.sha256` together with the size and mtime it
 //! was computed for, so an edit made outside the gateway invalidates it instead of lying.
-//! Symlinks are followed only while they stay under the root.
+//! Symlinks are followed only while they stay under the root. Staged writes are
+//! `local_staged.rs`.
 
 use std::io::{Read, Seek};
 use std::ops::Range;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use tokio::io::AsyncWriteExt;
 
+use super::local_staged::LocalStaged;
 use crate::vfs::backend::{
-    Backend, ByteStream, Capabilities, CommitMode, Entry, EntryKind, EntryStream, Key, Space,
-    StageMode, StagedWrite, StorageError, StorageErrorKind,
+    Backend, ByteStream, Capabilities, Entry, EntryKind, EntryStream, Key, Space, StageMode,
+    StagedWrite, StorageError, StorageErrorKind,
 };
 
 /// Name of the directory the gateway keeps for itself at the root.
 const RESERVED: &str = ".gatehouse";
-const XATTR: &str = "user.gatehouse.sha256";
+pub(super) const XATTR: &str = "user.gatehouse.sha256";
 /// Read chunk size: large enough to amortise the blocking-pool hop per read.
-const READ_CHUNK: usize = 256 * 1024;
+pub(super) const READ_CHUNK: usize = 256 * 1024;
 /// Write buffer: staged writes reach the file in pieces of this size.
 const WRITE_BUF: usize = 1024 * 1024;
-/// Staging files older than this are leftovers of a crash.
-const STALE_STAGING: Duration = Duration::from_secs(24 * 3600);
 
 /// A directory on local disk.
 #[derive(Debug)]
 pub struct LocalBackend {
     root: PathBuf,
     staging: PathBuf,
+    /// Held (flock) for the process's lifetime.
+    _lock: std::fs::File,
 }
 
-fn io_err(e: std::io::Error, what: &str) -> StorageError {
+pub(super) fn io_err(e: std::io::Error, what: &str) -> StorageError {
     StorageError::from_io(&e, what)
 }
 
 impl LocalBackend {
-    /// Opens (creating if needed) the root directory and its staging area, removing staging
-    /// files a crash left behind.
+    /// Opens (creating if needed) the root directory and its staging area. The root is locked
+    /// for this process (a second gateway on the same root is refused), so every staging file
+    /// found now is a leftover of an earlier process that died mid-upload: all are removed.
     pub fn new(root: &Path) -> Result<Self, StorageError> {
         std::fs::create_dir_all(root).map_err(|e| io_err(e, "create root"))?;
         let root = root.canonicalize().map_err(|e| io_err(e, "resolve root"))?;
         let staging = root.join(RESERVED).join("staging");
         std::fs::create_dir_all(&staging).map_err(|e| io_err(e, "create staging dir"))?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(root.join(RESERVED).join("lock"))
+            .map_err(|e| io_err(e, "open the root's lock"))?;
+        if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+            return Err(StorageError::new(
+                StorageErrorKind::Permanent,
+                format!(
+                    "{} is in use by another gatehouse process (two gateways must not share a local root)",
+                    root.display()
+                ),
+            ));
+        }
+        let mut removed = 0;
         if let Ok(dir) = std::fs::read_dir(&staging) {
             for entry in dir.flatten() {
-                let stale = entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|age| age > STALE_STAGING);
-                if stale {
-                    let _ = std::fs::remove_file(entry.path());
+                if std::fs::remove_file(entry.path()).is_ok() {
+                    removed += 1;
                 }
             }
         }
-        Ok(Self { root, staging })
+        if removed > 0 {
+            tracing::info!(root = %root.display(), files = removed, "removed staging files an earlier process left behind");
+        }
+        Ok(Self {
+            root,
+            staging,
+            _lock: lock,
+        })
     }
 
     /// Host path of a key; keys under the reserved directory do not exist for clients.
@@ -98,7 +117,7 @@ impl LocalBackend {
         }
     }
 
-    async fn blocking<T: Send + 'static>(
+    pub(super) async fn blocking<T: Send + 'static>(
         f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
     ) -> Result<T, StorageError> {
         tokio::task::spawn_blocking(f)
@@ -330,15 +349,11 @@ impl Backend for LocalBackend {
             Ok(f)
         })
         .await?;
-        Ok(Box::new(LocalStaged {
-            file: Some(tokio::io::BufWriter::with_capacity(
-                WRITE_BUF,
-                tokio::fs::File::from_std(file),
-            )),
-            positional: None,
+        Ok(Box::new(LocalStaged::new(
+            tokio::io::BufWriter::with_capacity(WRITE_BUF, tokio::fs::File::from_std(file)),
             tmp,
             target,
-        }))
+        )))
     }
 
     async fn delete(&self, key: &Key) -> Result<(), StorageError> {
@@ -463,157 +478,6 @@ impl Backend for LocalBackend {
     }
 }
 
-fn digest_value(d: &[u8; 32], m: &std::fs::Metadata) -> String {
+pub(super) fn digest_value(d: &[u8; 32], m: &std::fs::Metadata) -> String {
     format!("{} {} {}", hex::encode(d), m.len(), mtime_ns(m))
-}
-
-/// A staged write to a temp file.
-struct LocalStaged {
-    file: Option<tokio::io::BufWriter<tokio::fs::File>>,
-    /// A second handle for positional reads and writes (random access), made on first use.
-    positional: Option<std::sync::Arc<std::fs::File>>,
-    tmp: PathBuf,
-    target: PathBuf,
-}
-
-impl LocalStaged {
-    /// The handle for positional I/O, after flushing what the sequential writer buffered.
-    async fn positional(&mut self) -> Result<std::sync::Arc<std::fs::File>, StorageError> {
-        if let Some(f) = &self.positional {
-            return Ok(f.clone());
-        }
-        let w = self
-            .file
-            .as_mut()
-            .ok_or_else(|| StorageError::new(StorageErrorKind::Permanent, "write after close"))?;
-        w.flush().await.map_err(|e| io_err(e, "flush"))?;
-        let clone = w
-            .get_mut()
-            .try_clone()
-            .await
-            .map_err(|e| io_err(e, "open for random access"))?;
-        let f = std::sync::Arc::new(clone.into_std().await);
-        self.positional = Some(f.clone());
-        Ok(f)
-    }
-}
-
-#[async_trait]
-impl StagedWrite for LocalStaged {
-    async fn write(&mut self, data: Bytes) -> Result<(), StorageError> {
-        let f = self
-            .file
-            .as_mut()
-            .ok_or_else(|| StorageError::new(StorageErrorKind::Permanent, "write after close"))?;
-        f.write_all(&data).await.map_err(|e| io_err(e, "write"))
-    }
-
-    async fn commit(
-        mut self: Box<Self>,
-        sha256: [u8; 32],
-        mode: CommitMode,
-    ) -> Result<(), StorageError> {
-        let mut f = self
-            .file
-            .take()
-            .ok_or_else(|| StorageError::new(StorageErrorKind::Permanent, "commit after close"))?;
-        f.flush().await.map_err(|e| io_err(e, "flush"))?;
-        let std_file = f.into_inner().into_std().await;
-        let (tmp, target) = (self.tmp.clone(), self.target.clone());
-        let r = LocalBackend::blocking(move || {
-            std_file.sync_all().map_err(|e| io_err(e, "fsync"))?;
-            let m = std_file.metadata().map_err(|e| io_err(e, "stat"))?;
-            // Best effort: filesystems without user xattrs just serve no Repr-Digest.
-            let _ = xattr::set(&tmp, XATTR, digest_value(&sha256, &m).as_bytes());
-            match mode {
-                CommitMode::Replace => {
-                    std::fs::rename(&tmp, &target).map_err(|e| io_err(e, "rename into place"))?
-                }
-                // link(2) fails with EEXIST if anything is at the target: an atomic create.
-                CommitMode::NoReplace => {
-                    std::fs::hard_link(&tmp, &target).map_err(|e| io_err(e, "link into place"))?;
-                    let _ = std::fs::remove_file(&tmp);
-                }
-            }
-            if let Some(dir) = target.parent()
-                && let Ok(d) = std::fs::File::open(dir)
-            {
-                let _ = d.sync_all();
-            }
-            Ok(())
-        })
-        .await;
-        if r.is_err() {
-            let _ = tokio::fs::remove_file(&self.tmp).await;
-        }
-        r
-    }
-
-    async fn abort(mut self: Box<Self>) {
-        self.file.take();
-        let _ = tokio::fs::remove_file(&self.tmp).await;
-    }
-
-    async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<(), StorageError> {
-        let f = self.positional().await?;
-        LocalBackend::blocking(move || {
-            use std::os::unix::fs::FileExt;
-            f.write_all_at(&data, offset)
-                .map_err(|e| io_err(e, "write"))
-        })
-        .await
-    }
-
-    async fn read_at(&mut self, offset: u64, len: usize) -> Result<Bytes, StorageError> {
-        let f = self.positional().await?;
-        LocalBackend::blocking(move || {
-            use std::os::unix::fs::FileExt;
-            let mut buf = BytesMut::zeroed(len);
-            let mut filled = 0;
-            while filled < len {
-                match f.read_at(&mut buf[filled..], offset + filled as u64) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(io_err(e, "read")),
-                }
-            }
-            buf.truncate(filled);
-            Ok(buf.freeze())
-        })
-        .await
-    }
-
-    async fn content_sha256(&mut self) -> Result<[u8; 32], StorageError> {
-        let f = self.positional().await?;
-        LocalBackend::blocking(move || {
-            use sha2::{Digest, Sha256};
-            use std::os::unix::fs::FileExt;
-            let mut h = Sha256::new();
-            let mut buf = vec![0u8; READ_CHUNK];
-            let mut at = 0u64;
-            loop {
-                match f.read_at(&mut buf, at) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        h.update(&buf[..n]);
-                        at += n as u64;
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(io_err(e, "read")),
-                }
-            }
-            Ok(h.finalize().into())
-        })
-        .await
-    }
-}
-
-impl Drop for LocalStaged {
-    fn drop(&mut self) {
-        // Neither committed nor aborted (e.g. a task cancelled mid-commit): leave no temp file.
-        if self.file.is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
-    }
 }

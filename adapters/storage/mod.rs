@@ -2,6 +2,8 @@
 //! S3-compatible, memory).
 
 mod local;
+mod local_staged;
+mod multipart;
 mod object;
 
 use std::sync::Arc;
@@ -15,8 +17,13 @@ use crate::vfs::backend::{Backend, StorageError, StorageErrorKind};
 pub use local::LocalBackend;
 pub use object::ObjectBackend;
 
-/// Builds the backend a config entry describes.
-pub fn build(backend: &ValidBackend) -> Result<Arc<dyn Backend>, StorageError> {
+/// Builds the backend a config entry describes. `state_dir` keeps what must survive a crash
+/// (the journal of open multipart uploads, under `multipart/<name>`); `None` keeps nothing.
+pub fn build(
+    name: &str,
+    backend: &ValidBackend,
+    state_dir: Option<&std::path::Path>,
+) -> Result<Arc<dyn Backend>, StorageError> {
     Ok(match backend {
         ValidBackend::Local { root } => Arc::new(LocalBackend::new(root)?),
         ValidBackend::Memory => Arc::new(ObjectBackend::memory()),
@@ -50,7 +57,10 @@ pub fn build(backend: &ValidBackend) -> Result<Arc<dyn Backend>, StorageError> {
             let s3 = b
                 .build()
                 .map_err(|e| StorageError::new(StorageErrorKind::Permanent, e))?;
-            Arc::new(ObjectBackend::s3(s3, *part_size))
+            let journal = state_dir
+                .map(|d| multipart::Journal::open(d.join("multipart").join(name)))
+                .transpose()?;
+            Arc::new(ObjectBackend::s3(s3, *part_size, journal))
         }
     })
 }

@@ -16,12 +16,14 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use object_store::aws::AmazonS3;
 use object_store::list::{PaginatedListOptions, PaginatedListStore};
+use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 use object_store::{
     Attribute, AttributeValue, Attributes, GetOptions, GetRange, ListResult, ObjectMeta,
-    ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload,
-    WriteMultipart,
+    ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
 };
+
+use super::multipart::{Journal, Multipart};
 
 use crate::vfs::backend::{
     Backend, ByteStream, Capabilities, CommitMode, Entry, EntryKind, EntryStream, Key, StageMode,
@@ -34,21 +36,31 @@ const DIR_MARKER: &str = ".gatehouse-dir";
 const RESERVED: &str = ".gatehouse";
 /// Metadata key of the content hash.
 const META_SHA256: &str = "sha256";
-/// Multipart parts uploading at once per upload.
-const PARTS_IN_FLIGHT: usize = 4;
 /// Keys per list request.
 const PAGE: usize = 1000;
 
 /// An object store as a backend.
-#[derive(Debug)]
 pub struct ObjectBackend {
     store: Arc<dyn ObjectStore>,
+    /// The same store's low-level multipart API (the upload id is ours to journal).
+    multipart: Arc<dyn MultipartStore>,
     /// The concrete S3 client, for paginated listing.
     s3: Option<Arc<AmazonS3>>,
     part_size: usize,
+    /// Open multipart uploads, so those left behind are aborted later (None: not kept).
+    journal: Option<Arc<Journal>>,
 }
 
-fn map_err(e: object_store::Error) -> StorageError {
+impl std::fmt::Debug for ObjectBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectBackend")
+            .field("store", &self.store)
+            .field("part_size", &self.part_size)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(super) fn map_err(e: object_store::Error) -> StorageError {
     use object_store::Error as E;
     let kind = match &e {
         E::NotFound { .. } => StorageErrorKind::NotFound,
@@ -97,21 +109,26 @@ fn file_entry(meta: &ObjectMeta, sha256: Option<[u8; 32]>) -> Entry {
 
 impl ObjectBackend {
     /// An S3 (or S3-compatible) bucket.
-    pub fn s3(s3: AmazonS3, part_size: usize) -> Self {
+    pub(crate) fn s3(s3: AmazonS3, part_size: usize, journal: Option<Arc<Journal>>) -> Self {
         let s3 = Arc::new(s3);
         Self {
             store: s3.clone(),
+            multipart: s3.clone(),
             s3: Some(s3),
             part_size,
+            journal,
         }
     }
 
     /// Objects in memory (tests, scratch space); lost at exit.
     pub fn memory() -> Self {
+        let mem = Arc::new(object_store::memory::InMemory::new());
         Self {
-            store: Arc::new(object_store::memory::InMemory::new()),
+            store: mem.clone(),
+            multipart: mem,
             s3: None,
             part_size: 5 * 1024 * 1024,
+            journal: None,
         }
     }
 
@@ -291,6 +308,8 @@ impl Backend for ObjectBackend {
         }
         Ok(Box::new(ObjectStaged {
             store: self.store.clone(),
+            multipart_store: self.multipart.clone(),
+            journal: self.journal.clone(),
             key: key.clone(),
             part_size: self.part_size,
             buf: BytesMut::new(),
@@ -389,6 +408,13 @@ impl Backend for ObjectBackend {
         Ok(())
     }
 
+    async fn sweep(&self, at_start: bool) -> usize {
+        match &self.journal {
+            Some(j) => j.sweep(self.multipart.as_ref(), at_start).await,
+            None => 0,
+        }
+    }
+
     async fn check(&self) -> Result<(), StorageError> {
         match self
             .store
@@ -421,10 +447,12 @@ impl Backend for ObjectBackend {
 /// An upload: buffered until it outgrows one part, then multipart.
 struct ObjectStaged {
     store: Arc<dyn ObjectStore>,
+    multipart_store: Arc<dyn MultipartStore>,
+    journal: Option<Arc<Journal>>,
     key: Key,
     part_size: usize,
     buf: BytesMut,
-    multipart: Option<WriteMultipart>,
+    multipart: Option<Multipart>,
 }
 
 impl ObjectStaged {
@@ -443,29 +471,24 @@ impl ObjectStaged {
 #[async_trait]
 impl StagedWrite for ObjectStaged {
     async fn write(&mut self, data: Bytes) -> Result<(), StorageError> {
-        if self.multipart.is_none() {
-            self.buf.extend_from_slice(&data);
-            if self.buf.len() < self.part_size {
-                return Ok(());
-            }
-            let upload = self
-                .store
-                .put_multipart_opts(&path_of(self.key.as_str()), PutMultipartOptions::default())
-                .await
-                .map_err(map_err)?;
-            let mut mp = WriteMultipart::new_with_chunk_size(upload, self.part_size);
-            mp.put(std::mem::take(&mut self.buf).freeze());
-            self.multipart = Some(mp);
+        if let Some(mp) = self.multipart.as_mut() {
+            return mp.write(data).await;
+        }
+        self.buf.extend_from_slice(&data);
+        if self.buf.len() < self.part_size {
             return Ok(());
         }
-        let Some(mp) = self.multipart.as_mut() else {
-            return Ok(());
-        };
-        // Backpressure: at most PARTS_IN_FLIGHT parts in memory besides the one filling.
-        mp.wait_for_capacity(PARTS_IN_FLIGHT)
-            .await
-            .map_err(map_err)?;
-        mp.put(data);
+        let first = std::mem::take(&mut self.buf);
+        self.multipart = Some(
+            Multipart::start(
+                self.multipart_store.clone(),
+                self.journal.as_ref(),
+                self.key.as_str(),
+                self.part_size,
+                first,
+            )
+            .await?,
+        );
         Ok(())
     }
 
@@ -504,13 +527,13 @@ impl StagedWrite for ObjectStaged {
                 if mode == CommitMode::NoReplace
                     && let Ok(Some(_)) = Self::exists(self.store.clone(), &self.key).await
                 {
-                    let _ = mp.abort().await;
+                    mp.abort().await;
                     return Err(StorageError::new(
                         StorageErrorKind::AlreadyExists,
                         "target appeared during the upload",
                     ));
                 }
-                let done = mp.finish().await.map_err(map_err)?;
+                let done = mp.complete().await?;
                 let value = format!("{hex_digest} {}", done.e_tag.unwrap_or_default());
                 // Best effort: without it the file just has no Repr-Digest.
                 let _ = self
@@ -523,22 +546,8 @@ impl StagedWrite for ObjectStaged {
     }
 
     async fn abort(mut self: Box<Self>) {
-        if let Some(mp) = self.multipart.take()
-            && let Err(e) = mp.abort().await
-        {
-            tracing::warn!(error = %e, "could not abort a multipart upload; a bucket lifecycle rule will clean it up");
-        }
-    }
-}
-
-impl Drop for ObjectStaged {
-    fn drop(&mut self) {
-        if let Some(mp) = self.multipart.take()
-            && let Ok(rt) = tokio::runtime::Handle::try_current()
-        {
-            rt.spawn(async move {
-                let _ = mp.abort().await;
-            });
+        if let Some(mp) = self.multipart.take() {
+            mp.abort().await;
         }
     }
 }

@@ -214,6 +214,8 @@ pub struct AuditOptions {
     pub rotate_bytes: u64,
     /// Node name written into records.
     pub node: String,
+    /// Disk space kept allocated ahead of the records (see `Reservation`).
+    pub reserve_bytes: u64,
 }
 
 /// Handle to the writer; cheap to clone.
@@ -270,5 +272,56 @@ impl AuditLog {
     /// The directory of the files.
     pub fn dir(&self) -> &std::path::Path {
         self.inner.dir()
+    }
+
+    /// Fails when records cannot be counted on now (the log is failing to write, or out of
+    /// space): for operations that record only at their end, such as a download, so they refuse
+    /// to start instead of happening unrecorded.
+    pub fn writable(&self) -> Result<(), AuditError> {
+        match self.inner.capacity.unavailable(1) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Reserves room for one record before an effect (a commit, a delete, a rename), so the
+    /// record that follows the effect cannot fail for lack of space. Waits up to a second for
+    /// the writer to make room; fails when the log cannot be written or has no space. The
+    /// reservation is given back when dropped, after the record was written.
+    pub async fn reserve(&self) -> Result<Reservation, AuditError> {
+        let cap = self.inner.capacity.clone();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+        loop {
+            match cap.try_reserve() {
+                Ok(()) => return Ok(Reservation { cap }),
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(_) => {
+                    // Ask the writer for a top-up, then wait for it (or a moment).
+                    let _ = self.inner.send(writer::Msg::Wake);
+                    let until = deadline
+                        .min(tokio::time::Instant::now() + std::time::Duration::from_millis(50));
+                    let _ = tokio::time::timeout_at(until, cap.changed()).await;
+                }
+            }
+        }
+    }
+}
+
+/// Room for one audit record, held from before an operation's effect until its record is
+/// written (see [`AuditLog::reserve`]).
+#[must_use = "hold the reservation until the operation's record is written"]
+pub struct Reservation {
+    cap: Arc<writer::Capacity>,
+}
+
+impl fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Reservation")
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.cap.release();
     }
 }

@@ -5,7 +5,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -22,6 +22,12 @@ const MAX_BATCH: usize = 4096;
 const BATCH_SYNC: Duration = Duration::from_millis(100);
 /// Name of the head checkpoint file.
 pub const HEAD_FILE: &str = "audit.head";
+
+/// Disk space counted per outstanding reservation: more than any one record needs (paths are at
+/// most 4 KiB, names 256 bytes).
+pub(super) const RESERVATION_BYTES: u64 = 16 * 1024;
+/// Most space preallocated ahead of the records.
+const MAX_PREALLOC: u64 = 64 * 1024 * 1024;
 
 /// How often the writer picks up detached records when nothing else wakes it.
 const DETACHED_TICK: Duration = Duration::from_millis(10);
@@ -51,10 +57,73 @@ impl Detached {
     }
 }
 
+/// Whether records can be written, shared between the writer and the operations that must not
+/// take effect without theirs: the writer keeps disk space allocated ahead of the file
+/// (`fallocate`, keeping its size) and publishes how much; an operation *reserves* a share of it
+/// before its effect, so the record that follows cannot fail for lack of space.
+#[derive(Debug)]
+pub(super) struct Capacity {
+    /// The last write succeeded (and nothing is broken).
+    healthy: AtomicBool,
+    /// Bytes the next records can use without asking the filesystem.
+    headroom: AtomicU64,
+    /// Reservations not yet settled.
+    reserved: AtomicU64,
+    /// Wakes reservers waiting for the writer to top up.
+    changed: tokio::sync::Notify,
+    /// Preallocation kept ahead when nothing is reserved (`[audit] reserve_bytes`).
+    floor: u64,
+}
+
+impl Capacity {
+    fn new(floor: u64) -> Self {
+        Self {
+            healthy: AtomicBool::new(true),
+            headroom: AtomicU64::new(0),
+            reserved: AtomicU64::new(0),
+            changed: tokio::sync::Notify::new(),
+            floor,
+        }
+    }
+
+    /// Why records cannot be counted on now, if they cannot.
+    pub(super) fn unavailable(&self, extra: u64) -> Option<AuditError> {
+        if !self.healthy.load(Ordering::Acquire) {
+            return Some(AuditError::Io("the audit log is failing to write".into()));
+        }
+        let need = (self.reserved.load(Ordering::Acquire) + extra) * RESERVATION_BYTES;
+        (self.headroom.load(Ordering::Acquire) < need.max(RESERVATION_BYTES))
+            .then(|| AuditError::Io("the audit log has no space left for more records".into()))
+    }
+
+    /// Takes one reservation if there is room.
+    pub(super) fn try_reserve(&self) -> Result<(), AuditError> {
+        let n = self.reserved.fetch_add(1, Ordering::AcqRel) + 1;
+        let ok = self.healthy.load(Ordering::Acquire)
+            && self.headroom.load(Ordering::Acquire) >= n * RESERVATION_BYTES;
+        if ok {
+            return Ok(());
+        }
+        self.reserved.fetch_sub(1, Ordering::AcqRel);
+        Err(self.unavailable(1).unwrap_or_else(|| {
+            AuditError::Io("the audit log has no space left for more records".into())
+        }))
+    }
+
+    pub(super) fn release(&self) {
+        self.reserved.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    pub(super) async fn changed(&self) {
+        self.changed.notified().await;
+    }
+}
+
 pub(super) struct Handle {
     tx: mpsc::Sender<Msg>,
     dir: PathBuf,
     detached: Arc<Detached>,
+    pub(super) capacity: Arc<Capacity>,
 }
 
 impl Handle {
@@ -103,6 +172,12 @@ struct Writer {
     last_sync: Instant,
     /// After a failure that could not be rolled back, every later record fails.
     broken: Option<String>,
+    /// Shared with the operations that reserve space.
+    capacity: Arc<Capacity>,
+    /// End of the space preallocated for the current file (0: none yet).
+    prealloc_end: u64,
+    /// The filesystem cannot preallocate: headroom is its free space instead.
+    no_fallocate: bool,
 }
 
 /// Where the chain stands at the end of the existing files.
@@ -133,7 +208,12 @@ pub(super) fn start(opts: AuditOptions) -> Result<(Handle, Option<String>), Audi
         dirty: false,
         last_sync: Instant::now(),
         broken: None,
+        capacity: Arc::new(Capacity::new(opts.reserve_bytes)),
+        prealloc_end: 0,
+        no_fallocate: false,
     };
+    w.top_up();
+    let capacity = w.capacity.clone();
     let (tx, rx) = mpsc::channel();
     let detached = Arc::new(Detached::default());
     let queue = detached.clone();
@@ -157,6 +237,7 @@ pub(super) fn start(opts: AuditOptions) -> Result<(Handle, Option<String>), Audi
             tx,
             dir: opts.dir,
             detached,
+            capacity,
         },
         repair,
     ))
@@ -267,6 +348,11 @@ fn last_good_line(bytes: &[u8]) -> (usize, Option<Record>) {
     }
 }
 
+/// Bytes an unprivileged writer may still use on the file's filesystem (0 when unknown).
+fn free_space(file: &File) -> u64 {
+    rustix::fs::fstatvfs(file).map_or(0, |v| v.f_bavail.saturating_mul(v.f_frsize))
+}
+
 fn sync_dir(dir: &Path) {
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
@@ -295,14 +381,68 @@ impl Writer {
                 }
             }
             if self.process(detached.take(), batch) {
+                self.release_prealloc();
                 return;
             }
+            self.top_up();
             if self.dirty && self.last_sync.elapsed() >= BATCH_SYNC {
                 let _ = self.sync();
             }
         }
         let _ = self.process(detached.take(), Vec::new());
         let _ = self.sync();
+        self.release_prealloc();
+    }
+
+    /// Keeps space allocated ahead of the file: the floor, or twice what is reserved, whichever
+    /// is more (bounded), and publishes the headroom. Cheap when nothing changed.
+    fn top_up(&mut self) {
+        let reserved = self.capacity.reserved.load(Ordering::Acquire);
+        let want = self
+            .capacity
+            .floor
+            .max(reserved.saturating_mul(2).saturating_add(8) * RESERVATION_BYTES)
+            .min(MAX_PREALLOC);
+        let headroom = if self.no_fallocate {
+            free_space(&self.file).min(MAX_PREALLOC)
+        } else {
+            let start = self.prealloc_end.max(self.size);
+            // Top up once a quarter of the floor is used, not after every record.
+            if self.prealloc_end < self.size + want - want / 4 {
+                match rustix::fs::fallocate(
+                    &self.file,
+                    rustix::fs::FallocateFlags::KEEP_SIZE,
+                    start,
+                    self.size + want - start,
+                ) {
+                    Ok(()) => self.prealloc_end = self.size + want,
+                    Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::NOSYS) => {
+                        self.no_fallocate = true;
+                    }
+                    // No space: what is already allocated is all there is.
+                    Err(_) => {}
+                }
+            }
+            if self.no_fallocate {
+                free_space(&self.file).min(MAX_PREALLOC)
+            } else {
+                self.prealloc_end.saturating_sub(self.size)
+            }
+        };
+        let healthy = self.broken.is_none();
+        let old = self.capacity.headroom.swap(headroom, Ordering::AcqRel);
+        let was = self.capacity.healthy.swap(healthy, Ordering::AcqRel);
+        if old != headroom || was != healthy {
+            self.capacity.changed.notify_waiters();
+        }
+    }
+
+    /// Gives back the space allocated past the end of the file (at close and rotation).
+    fn release_prealloc(&mut self) {
+        if self.prealloc_end > self.size {
+            let _ = self.file.set_len(self.size);
+        }
+        self.prealloc_end = 0;
     }
 
     /// Writes a batch; returns true when a Close was in it.
@@ -344,6 +484,8 @@ impl Writer {
                     }
                 }
                 Err(e) => {
+                    self.capacity.healthy.store(false, Ordering::Release);
+                    self.capacity.changed.notify_waiters();
                     tracing::error!(error = %e, "audit log write failed; the operations it records fail");
                     if lost > 0 {
                         tracing::error!(records = lost, "detached records were not written");
@@ -448,6 +590,7 @@ impl Writer {
 
     fn rotate(&mut self) -> Result<(), AuditError> {
         self.sync()?;
+        self.release_prealloc();
         let next = self.file_no + 1;
         let path = self.opts.dir.join(record::file_name(next));
         self.file = OpenOptions::new()
@@ -458,6 +601,7 @@ impl Writer {
         sync_dir(&self.opts.dir);
         self.file_no = next;
         self.size = 0;
+        self.top_up();
         Ok(())
     }
 }
@@ -475,6 +619,7 @@ mod tests {
             fsync: FsyncMode::Batch,
             rotate_bytes: 64 * 1024,
             node: "t".into(),
+            reserve_bytes: 1024 * 1024,
         })
         .unwrap();
         // More than DETACHED_WAKE_AT at once, so the early wake-up path runs too.

@@ -148,6 +148,11 @@ pub struct AuditConfig {
     pub fsync: FsyncMode,
     /// Start a new file once the current one reaches this size (default 64 MiB).
     pub rotate_bytes: Option<u64>,
+    /// Disk space kept allocated ahead of the records (default 8 MiB). Uploads, deletes and
+    /// renames reserve room for their record before they take effect, downloads check there is
+    /// room before they start; when the space cannot be kept (disk full, log failing), they are
+    /// refused instead of happening unrecorded.
+    pub reserve_bytes: Option<u64>,
 }
 
 /// `audit.fsync`

@@ -284,6 +284,11 @@ pub trait Backend: Send + Sync + fmt::Debug {
     }
     /// Readiness: the backend answers.
     async fn check(&self) -> Result<(), StorageError>;
+    /// Cleans up what interrupted work left behind (multipart uploads on object stores); `at_start`:
+    /// nothing of this process is in flight yet. Returns how many things it cleaned.
+    async fn sweep(&self, _at_start: bool) -> usize {
+        0
+    }
     /// Space on the storage under `key` (SFTP `statvfs@openssh.com`).
     async fn space(&self, key: &Key) -> Result<Space, StorageError> {
         Err(StorageError::new(

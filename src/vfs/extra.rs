@@ -43,6 +43,7 @@ impl Vfs {
                 .finish(s, AuditAction::Link, &tf, Some(&tt.full), check)
                 .await;
         }
+        let _room = self.audit.reserve().await?;
         let r = async {
             let (mf, kf) = self.mounts.resolve(&tf.full).ok_or(Error::NotFound)?;
             let (mt, kt) = self.mounts.resolve(&tt.full).ok_or(Error::NotFound)?;

@@ -34,6 +34,9 @@ pub use upload::{Committed, Upload, WriteMode};
 pub struct Vfs {
     mounts: Arc<MountTable>,
     audit: AuditLog,
+    /// Where work that outlives its caller runs (an interrupted upload's abort and record), so
+    /// shutdown waits for it.
+    tasks: tokio_util::task::TaskTracker,
 }
 
 /// A resolved target: the user-view path, the full path, and where it lives.
@@ -43,11 +46,12 @@ struct Target<'a> {
 }
 
 impl Vfs {
-    /// A filesystem over these mounts, recording into `audit`.
-    pub fn new(mounts: MountTable, audit: AuditLog) -> Self {
+    /// A filesystem over these mounts, recording into `audit`; clean-up work runs on `tasks`.
+    pub fn new(mounts: MountTable, audit: AuditLog, tasks: tokio_util::task::TaskTracker) -> Self {
         Self {
             mounts: Arc::new(mounts),
             audit,
+            tasks,
         }
     }
 
@@ -225,6 +229,8 @@ impl Vfs {
         let t = self.target(s, user);
         self.require(s, &t, Action::Read, Some(AuditAction::Download))
             .await?;
+        // A download is recorded when it ends: refuse it now if that record could not be.
+        self.audit.writable()?;
         let resolved = self.open_read_full(&t.full).await;
         let (backend, key, entry) = match resolved {
             Ok(x) => x,
@@ -264,6 +270,8 @@ impl Vfs {
         if user.is_root() {
             return Err(Error::WrongKind("is a directory"));
         }
+        // Refuse before the client streams a file whose record could not be written.
+        self.audit.writable()?;
         let existing = match self.lookup(&t.full).await {
             Ok(e) => e,
             Err(e) => return self.finish(s, AuditAction::Upload, &t, None, Err(e)).await,
@@ -297,6 +305,7 @@ impl Vfs {
                 };
                 Upload::start(
                     self.audit.clone(),
+                    self.tasks.clone(),
                     s.clone(),
                     t.full.clone(),
                     m.backend.clone(),
@@ -323,6 +332,8 @@ impl Vfs {
         let t = self.target(s, user);
         self.require(s, &t, Action::Delete, Some(AuditAction::Delete))
             .await?;
+        // Room for the record before the effect: nothing is deleted unrecorded.
+        let _room = self.audit.reserve().await?;
         let r = async {
             let (m, key) = self.mounts.resolve(&t.full).ok_or(Error::NotFound)?;
             match m.backend.stat(&key).await? {
@@ -340,6 +351,7 @@ impl Vfs {
         let t = self.target(s, user);
         self.require(s, &t, Action::Mkdir, Some(AuditAction::Mkdir))
             .await?;
+        let _room = self.audit.reserve().await?;
         let r = async {
             if self.lookup(&t.full).await?.is_some() {
                 return Err(Error::AlreadyExists);
@@ -356,6 +368,7 @@ impl Vfs {
         let t = self.target(s, user);
         self.require(s, &t, Action::Delete, Some(AuditAction::Rmdir))
             .await?;
+        let _room = self.audit.reserve().await?;
         let r = async {
             if self.mounts.is_virtual_dir(&t.full) {
                 return Err(Error::Unsupported("a mount point cannot be removed"));
@@ -398,6 +411,7 @@ impl Vfs {
                 .finish(s, AuditAction::Rename, &tf, Some(&tt.full), check)
                 .await;
         }
+        let _room = self.audit.reserve().await?;
         let r = async {
             if from.is_root() || to.is_root() || self.mounts.is_virtual_dir(&tf.full) {
                 return Err(Error::Unsupported("a mount point cannot be renamed"));

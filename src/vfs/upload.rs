@@ -49,6 +49,7 @@ enum Stage {
 /// A file being written.
 pub struct Upload {
     audit: AuditLog,
+    tasks: tokio_util::task::TaskTracker,
     session: Session,
     full: VPath,
     backend: Arc<dyn Backend>,
@@ -84,6 +85,7 @@ impl Upload {
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn start(
         audit: AuditLog,
+        tasks: tokio_util::task::TaskTracker,
         session: Session,
         full: VPath,
         backend: Arc<dyn Backend>,
@@ -96,6 +98,7 @@ impl Upload {
         let resume = caps.resume;
         let mut up = Self {
             audit,
+            tasks,
             session,
             full,
             backend,
@@ -239,6 +242,17 @@ impl Upload {
             Stage::Pending => None,
             Stage::Done => return Err(Error::Unsupported("upload already finished")),
         };
+        // Room for the record before the file becomes visible: no upload appears unrecorded.
+        let _room = match self.audit.reserve().await {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(s) = staged {
+                    s.abort().await;
+                }
+                tracing::error!(error = %e, path = %self.full, "upload refused: the audit log cannot record it");
+                return Err(e.into());
+            }
+        };
         let streamed: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
         let mut staged = staged;
         let sha256 = match staged.as_mut() {
@@ -333,10 +347,11 @@ impl Drop for Upload {
         }
         let ev = self.event(Outcome::Error).detail("interrupted");
         let audit = self.audit.clone();
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        if tokio::runtime::Handle::try_current().is_err() {
             return;
-        };
-        rt.spawn(async move {
+        }
+        // Tracked: shutdown waits for it before the audit log closes.
+        self.tasks.spawn(async move {
             if let Stage::Open(s) = stage {
                 s.abort().await;
             }

@@ -26,6 +26,7 @@ fn opts(dir: &Path, rotate: u64, fsync: FsyncMode) -> AuditOptions {
         fsync,
         rotate_bytes: rotate,
         node: "test".into(),
+        reserve_bytes: 1024 * 1024,
     }
 }
 

@@ -269,7 +269,7 @@ fn local_disk_conforms() {
     let d = tempfile::tempdir().unwrap();
     let root = d.path().join("root");
     rt().block_on(async {
-        let b = storage::build(&ValidBackend::Local { root: root.clone() }).unwrap();
+        let b = storage::build("disk", &ValidBackend::Local { root: root.clone() }, None).unwrap();
         conformance(b).await;
     });
     // No staging leftovers.
@@ -288,7 +288,7 @@ fn local_disk_never_follows_symlinks_out_of_its_root() {
     std::os::unix::fs::symlink(d.path().join("secret.txt"), root.join("link.txt")).unwrap();
     std::os::unix::fs::symlink(d.path(), root.join("up")).unwrap();
     rt().block_on(async {
-        let b = storage::build(&ValidBackend::Local { root: root.clone() }).unwrap();
+        let b = storage::build("disk", &ValidBackend::Local { root: root.clone() }, None).unwrap();
         assert!(b.stat(&k("link.txt")).await.unwrap().is_none());
         assert!(b.read(&k("link.txt"), None).await.is_err());
         assert!(b.read(&k("up/secret.txt"), None).await.is_err());
@@ -301,20 +301,24 @@ fn local_disk_never_follows_symlinks_out_of_its_root() {
 #[test]
 fn memory_conforms() {
     rt().block_on(async {
-        conformance(storage::build(&ValidBackend::Memory).unwrap()).await;
+        conformance(storage::build("mem", &ValidBackend::Memory, None).unwrap()).await;
     });
 }
 
 fn s3_backend(bucket: &str, part_mib: usize) -> Arc<dyn Backend> {
-    storage::build(&ValidBackend::S3 {
-        bucket: bucket.into(),
-        endpoint: Some(moto().endpoint.clone()),
-        region: "us-east-1".into(),
-        access_key_id: Some(Secret::new("test".into())),
-        secret_access_key: Some(Secret::new("test".into())),
-        virtual_hosted_style: false,
-        part_size: part_mib * 1024 * 1024,
-    })
+    storage::build(
+        "lake",
+        &ValidBackend::S3 {
+            bucket: bucket.into(),
+            endpoint: Some(moto().endpoint.clone()),
+            region: "us-east-1".into(),
+            access_key_id: Some(Secret::new("test".into())),
+            secret_access_key: Some(Secret::new("test".into())),
+            virtual_hosted_style: false,
+            part_size: part_mib * 1024 * 1024,
+        },
+        None,
+    )
     .unwrap()
 }
 
@@ -353,15 +357,19 @@ fn s3_lists_large_directories_page_by_page() {
 #[test]
 fn s3_down_is_a_transient_error_not_a_hang() {
     let port = crate::harness::free_port();
-    let b = storage::build(&ValidBackend::S3 {
-        bucket: "x".into(),
-        endpoint: Some(format!("http://127.0.0.1:{port}")),
-        region: "us-east-1".into(),
-        access_key_id: Some(Secret::new("a".into())),
-        secret_access_key: Some(Secret::new("b".into())),
-        virtual_hosted_style: false,
-        part_size: 5 << 20,
-    })
+    let b = storage::build(
+        "down",
+        &ValidBackend::S3 {
+            bucket: "x".into(),
+            endpoint: Some(format!("http://127.0.0.1:{port}")),
+            region: "us-east-1".into(),
+            access_key_id: Some(Secret::new("a".into())),
+            secret_access_key: Some(Secret::new("b".into())),
+            virtual_hosted_style: false,
+            part_size: 5 << 20,
+        },
+        None,
+    )
     .unwrap();
     rt().block_on(async {
         let start = std::time::Instant::now();

@@ -242,6 +242,9 @@ where
                 None => {} // Loop again
                 Some(Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop))) => {
                     let _ = event_chain.handle(Event::InternalMsg(ControlChanMsg::ExitControlLoop)).await;
+                    // gatehouse patch: close the control connection properly (over TLS: send
+                    // close_notify), so clients that wait for it do not see an unexpected EOF.
+                    let _ = tokio::time::timeout(Duration::from_secs(2), reply_sink.close()).await;
                     if let Some(tx) = switchboard_msg_tx
                         && let Err(err) = tx.send(SwitchboardMessage::CloseDataPortCommand(shared_session.clone())).await
                     {

@@ -47,6 +47,16 @@ where
             _ => panic!("Programmer error, expected command to be NLST"),
         };
         let logger = args.logger;
+        // gatehouse patch: a missing or hidden path is refused before the 150 (transfer_gate.rs).
+        if session.data_cmd_tx.is_some()
+            && let Some(p) = path_opt.as_deref().filter(|p| !p.is_empty() && !p.starts_with('-'))
+        {
+            let target = session.cwd.join(p);
+            if let Some(reply) = super::transfer_gate::check(&mut session, target, super::transfer_gate::Kind::List).await {
+                slog::info!(logger, "NLST: refused before the listing started");
+                return Ok(reply);
+            }
+        }
         match session.data_cmd_tx.take() {
             Some(tx) => {
                 tokio::spawn(async move {

@@ -61,6 +61,10 @@ where
 {
     #[tracing_attributes::instrument]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
+        // gatehouse patch: PASV can only name an IPv4 address (RFC 2428 says: use EPSV).
+        if args.local_addr.is_ipv6() {
+            return Ok(Reply::new(ReplyCode::NetworkProtocolNotSupported, "PASV is IPv4 only; use EPSV"));
+        }
         // gatehouse patch: after EPSV ALL only EPSV may set up a data connection (RFC 2428 4).
         if args.session.lock().await.epsv_all {
             return Ok(Reply::new(ReplyCode::ParameterSyntaxError, "PASV not allowed after EPSV ALL"));

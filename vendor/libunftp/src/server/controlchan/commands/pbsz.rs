@@ -31,7 +31,11 @@ where
     Storage::Metadata: Metadata,
 {
     #[tracing_attributes::instrument]
-    async fn handle(&self, _args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
-        Ok(Reply::new(ReplyCode::CommandOkay, "OK"))
+    async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
+        // gatehouse patch: PBSZ belongs to a protected control connection (RFC 4217 8.1).
+        if !args.session.lock().await.cmd_tls {
+            return Ok(Reply::new(ReplyCode::BadCommandSequence, "PBSZ needs AUTH TLS first"));
+        }
+        Ok(Reply::new(ReplyCode::CommandOkay, "PBSZ=0"))
     }
 }

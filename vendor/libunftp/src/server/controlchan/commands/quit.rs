@@ -41,21 +41,20 @@ where
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         let tx: Sender<ControlChanMsg> = args.tx_control_chan.clone();
         let logger = args.logger;
-        // gatehouse patch: QUIT during a transfer lets it finish and answers after its 226
-        // (RFC 959 4.1.1); upstream closed at once and cut the transfer.
+        // gatehouse patch: QUIT during a transfer is answered at once (221, as pyftpdlib and
+        // vsftpd do; clients block on the reply), but the connection stays open until the
+        // transfer's own reply (226) has gone out, and closes after it (RFC 959 4.1.1).
         if args.session.lock().await.transferring {
             let session = args.session.clone();
             tokio::spawn(async move {
                 while session.lock().await.transferring {
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 }
-                let bye = Reply::new(ReplyCode::ClosingControlConnection, "Bye!");
-                let _ = tx.send(ControlChanMsg::CommandChannelReply(bye)).await;
                 if let Err(send_res) = tx.send(ControlChanMsg::ExitControlLoop).await {
                     slog::warn!(logger, "could not send internal message: QUIT. {}", send_res);
                 }
             });
-            return Ok(Reply::none());
+            return Ok(Reply::new(ReplyCode::ClosingControlConnection, "Bye! (closing after the transfer)"));
         }
         // Let the control loop know it can exit.
         if let Err(send_res) = tx.send(ControlChanMsg::ExitControlLoop).await {

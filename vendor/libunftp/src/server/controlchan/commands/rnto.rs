@@ -45,7 +45,8 @@ where
                 let to = session.cwd.join(self.path.clone());
                 (from, to)
             }
-            None => return Ok(Reply::new(ReplyCode::TransientFileError, "Please tell me what file you want to rename first")),
+            // gatehouse patch: RNTO without RNFR is a sequence error (RFC 959: 503).
+            None => return Ok(Reply::new(ReplyCode::BadCommandSequence, "RNFR first")),
         };
         let user = (*session.user).as_ref().unwrap();
         let old_path = from.to_string_lossy().to_string();

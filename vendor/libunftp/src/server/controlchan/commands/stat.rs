@@ -57,19 +57,16 @@ where
         match self.path.clone() {
             None => {
                 let session = args.session.lock().await;
+                // gatehouse patch: what the session is, not what the server is built from (the
+                // library version and back-end names helped only an attacker).
                 let text: Vec<String> = vec![
-                    "server status:".to_string(),
-                    format!("powered by libunftp: {}", env!("CARGO_PKG_VERSION")),
-                    format!("sbe: {}", session.storage.name()),
-                    format!("authenticator: {}", args.auth_pipeline.name()),
-                    format!("user: {}", session.username.as_ref().unwrap()),
-                    format!("client addr: {}", session.source),
-                    format!("ftps configured: {}", args.tls_configured),
-                    format!("cmd channel in tls mode: {}", session.cmd_tls),
-                    format!("data channel in tls mode: {}", session.data_tls),
-                    format!("cwd: {}", session.cwd.to_string_lossy()),
-                    format!("rename from path: {:?}", session.rename_from),
-                    format!("offset for REST: {}", session.start_pos),
+                    "Server status:".to_string(),
+                    format!("Logged in as {}", session.username.as_deref().unwrap_or("?")),
+                    format!("Connected from {}", session.source),
+                    format!("Control channel {}", if session.cmd_tls { "protected (TLS)" } else { "clear" }),
+                    format!("Data channel {}", if session.data_tls { "protected (TLS)" } else { "clear" }),
+                    format!("Working directory {}", session.cwd.to_string_lossy()),
+                    "End of status".to_string(),
                 ];
                 Ok(Reply::new_multiline(ReplyCode::SystemStatus, text))
             }

@@ -14,6 +14,8 @@ use std::path::PathBuf;
 pub(crate) enum Kind {
     Put { append: bool },
     Get,
+    /// LIST, NLST, MLSD of a path: it must exist (and be visible) before the `150`.
+    List,
 }
 
 /// Asks the storage; on refusal, tears down the prepared data connection and returns the reply.
@@ -30,6 +32,7 @@ where
     let result = match kind {
         Kind::Put { append } => storage.check_put(user, &path, start_pos, append).await,
         Kind::Get => storage.check_get(user, &path, start_pos).await,
+        Kind::List => storage.metadata(user, &path).await.map(|_| ()),
     };
     let err = result.err()?;
     // No transfer follows: the offset no longer applies, and the data connection goes.

@@ -251,7 +251,8 @@ where
             let path = String::from_utf8_lossy(&path).to_string();
             Command::Dele { path }
         }
-        "RMD" => {
+        // gatehouse patch: XRMD, the RFC 775 alias, as XMKD already is.
+        "RMD" | "XRMD" => {
             let path = parse_to_eol(cmd_params)?;
             if path.is_empty() {
                 return Err(ParseErrorKind::InvalidCommand.into());
@@ -345,7 +346,8 @@ where
             if params.len() > 1 {
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
-            match params.first() {
+            // gatehouse patch: case-insensitive ("prot p"), as STRU and MODE.
+            match params.first().map(u8::to_ascii_uppercase) {
                 Some(b'C') => Command::Prot { param: ProtParam::Clear },
                 Some(b'S') => Command::Prot { param: ProtParam::Safe },
                 Some(b'E') => Command::Prot {
