@@ -17,6 +17,7 @@ set -euo pipefail
 
 readonly APT_PACKAGES=(
     openssh-server openssh-client lftp curl vsftpd nginx-light wrk rclone hyperfine procps python3-venv
+    e2fsprogs util-linux mount
 )
 # Python requirements of the test/bench harness. Changing this list re-runs pip once.
 # schemathesis and hypothesis are pinned: with a fixed seed they generate the same cases on
@@ -47,6 +48,9 @@ pkg_probe() {
         rclone) echo rclone ;;
         hyperfine) echo hyperfine ;;
         procps) echo pgrep ;;
+        e2fsprogs) echo mkfs.ext4 ;;
+        util-linux) echo losetup ;;
+        mount) echo mount ;;
         *) echo '' ;;
     esac
 }

@@ -22,6 +22,9 @@ use crate::telemetry::{self, LogFormat};
 use crate::vfs::backend::StorageError;
 use crate::vfs::{Mount, MountTable, Vfs};
 
+/// How often work left behind (multipart uploads whose abort failed) is retried.
+const SWEEP_SECS: u64 = 10;
+
 /// How often counted (not individually recorded) refused logins are summarised.
 const REFUSAL_SUMMARY_SECS: u64 = 60;
 
@@ -214,11 +217,12 @@ pub async fn run(
     )
     .await?;
     {
-        // Multipart uploads whose abort failed (store down) are retried every minute.
+        // Multipart uploads whose abort failed (store down) are retried every few seconds (a
+        // directory listing in the state dir when there is nothing to do).
         let core = core.clone();
         tokio::spawn(async move {
             let token = core.shutdown.token.clone();
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            let mut tick = tokio::time::interval(Duration::from_secs(SWEEP_SECS));
             tick.tick().await;
             loop {
                 tokio::select! {

@@ -13,6 +13,7 @@ pub(super) fn to_ftp(e: vfs::Error) -> Error {
         E::NotFound | E::AlreadyExists | E::WrongKind(_) => ErrorKind::PermanentFileNotAvailable,
         E::NotEmpty => ErrorKind::PermanentDirectoryNotEmpty,
         E::Unsupported(_) => ErrorKind::CommandNotImplemented,
+        E::NoSpace => ErrorKind::InsufficientStorageSpaceError,
         E::Backend(b) if b.kind == vfs::backend::StorageErrorKind::Transient => {
             tracing::warn!(error = %b, "storage error");
             ErrorKind::TransientFileNotAvailable

@@ -437,6 +437,20 @@ impl StorageBackend<FtpUser> for FtpStorage {
             .map_err(to_ftp)
     }
 
+    async fn set_modified<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        user: &FtpUser,
+        path: P,
+        time: std::time::SystemTime,
+    ) -> Result<()> {
+        let p = vpath(path.as_ref())?;
+        self.core
+            .vfs
+            .set_modified(&user.session, &p, time)
+            .await
+            .map_err(to_ftp)
+    }
+
     async fn mkd<P: AsRef<Path> + Send + fmt::Debug>(&self, user: &FtpUser, path: P) -> Result<()> {
         let p = vpath(path.as_ref())?;
         self.core.vfs.mkdir(&user.session, &p).await.map_err(to_ftp)

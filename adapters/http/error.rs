@@ -80,6 +80,11 @@ impl From<vfs::Error> for ApiError {
                 Self::new(StatusCode::CONFLICT, "conflict", msg)
             }
             E::Unsupported(_) => Self::new(StatusCode::BAD_REQUEST, "unsupported", msg),
+            E::NoSpace => Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient_storage",
+                msg,
+            ),
             E::Backend(b) if b.kind == vfs::backend::StorageErrorKind::Transient => {
                 tracing::warn!(error = %b, "storage error");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", msg)

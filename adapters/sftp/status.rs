@@ -48,9 +48,12 @@ pub(super) fn status_of(e: &vfs::Error) -> Reply {
         E::Denied { .. } | E::InvalidPath(_) => StatusCode::PermissionDenied,
         E::NotFound => StatusCode::NoSuchFile,
         E::Unsupported(_) => StatusCode::OpUnsupported,
-        E::AlreadyExists | E::NotEmpty | E::WrongKind(_) | E::Backend(_) | E::Audit(_) => {
-            StatusCode::Failure
-        }
+        E::AlreadyExists
+        | E::NotEmpty
+        | E::WrongKind(_)
+        | E::Backend(_)
+        | E::Audit(_)
+        | E::NoSpace => StatusCode::Failure,
     };
     if let E::Backend(b) = e {
         tracing::warn!(error = %b, "storage error");

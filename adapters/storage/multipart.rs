@@ -1,7 +1,7 @@
 //! Multipart uploads on object stores through object_store's low-level `MultipartStore`, so the
 //! upload id is ours: it is journalled in the state directory while the upload is open. An
 //! upload left behind, by a crash (`kill -9`) or by an abort that failed because the store was
-//! down, is aborted later: at the next start, and by a sweep every minute. Parts go up
+//! down, is aborted later: at the next start, and by a sweep every few seconds. Parts go up
 //! [`PARTS_IN_FLIGHT`] at a time (memory stays flat), each retried by object_store's policy.
 
 use std::path::PathBuf;

@@ -4,6 +4,7 @@
 //! cannot be written, `record` fails and the caller fails the operation: records are never
 //! dropped silently.
 
+mod capacity;
 pub mod query;
 pub mod record;
 pub mod verify;
@@ -277,15 +278,37 @@ impl AuditLog {
     /// Fails when records cannot be counted on now (the log is failing to write, or out of
     /// space): for operations that record only at their end, such as a download, so they refuse
     /// to start instead of happening unrecorded.
-    pub fn writable(&self) -> Result<(), AuditError> {
-        match self.inner.capacity.unavailable(1) {
-            Some(e) => Err(e),
-            None => Ok(()),
+    pub async fn ready(&self) -> Result<(), AuditError> {
+        let cap = &self.inner.capacity;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+        while let Some(e) = cap.unavailable(1) {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(e);
+            }
+            self.await_top_up(deadline).await;
         }
+        self.probe().await
+    }
+
+    /// Asks the writer for a top-up, then waits for it (or a moment, or the deadline).
+    async fn await_top_up(&self, deadline: tokio::time::Instant) {
+        let _ = self.inner.send(writer::Msg::Wake);
+        let until =
+            deadline.min(tokio::time::Instant::now() + std::time::Duration::from_millis(50));
+        let _ = tokio::time::timeout_at(until, self.inner.capacity.changed()).await;
+    }
+
+    /// Asks the writer to prove the log still takes writes (a write, and a sync under
+    /// `fsync = "always"`, on the audit filesystem; shared by the operations of one batch).
+    async fn probe(&self) -> Result<(), AuditError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.send(writer::Msg::Probe(tx))?;
+        rx.await.map_err(|_| AuditError::Closed)?
     }
 
     /// Reserves room for one record before an effect (a commit, a delete, a rename), so the
-    /// record that follows the effect cannot fail for lack of space. Waits up to a second for
+    /// record that follows the effect cannot fail for lack of space, and proves the log still
+    /// takes writes (see `capacity::Probe`). Waits up to a second for
     /// the writer to make room; fails when the log cannot be written or has no space. The
     /// reservation is given back when dropped, after the record was written.
     pub async fn reserve(&self) -> Result<Reservation, AuditError> {
@@ -293,15 +316,15 @@ impl AuditLog {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
         loop {
             match cap.try_reserve() {
-                Ok(()) => return Ok(Reservation { cap }),
-                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
-                Err(_) => {
-                    // Ask the writer for a top-up, then wait for it (or a moment).
-                    let _ = self.inner.send(writer::Msg::Wake);
-                    let until = deadline
-                        .min(tokio::time::Instant::now() + std::time::Duration::from_millis(50));
-                    let _ = tokio::time::timeout_at(until, cap.changed()).await;
+                Ok(()) => {
+                    let room = Reservation { cap };
+                    // Space alone is not enough: the disk may have started failing since the
+                    // last record. (Dropping `room` on failure gives the space back.)
+                    self.probe().await?;
+                    return Ok(room);
                 }
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(_) => self.await_top_up(deadline).await,
             }
         }
     }
@@ -311,7 +334,7 @@ impl AuditLog {
 /// written (see [`AuditLog::reserve`]).
 #[must_use = "hold the reservation until the operation's record is written"]
 pub struct Reservation {
-    cap: Arc<writer::Capacity>,
+    cap: Arc<capacity::Capacity>,
 }
 
 impl fmt::Debug for Reservation {

@@ -5,13 +5,14 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use super::capacity::{Capacity, Probe, RESERVATION_BYTES};
 use super::record::{self, GENESIS, Record};
 use super::{AuditError, AuditEvent, AuditOptions};
 use crate::config::FsyncMode;
@@ -23,9 +24,6 @@ const BATCH_SYNC: Duration = Duration::from_millis(100);
 /// Name of the head checkpoint file.
 pub const HEAD_FILE: &str = "audit.head";
 
-/// Disk space counted per outstanding reservation: more than any one record needs (paths are at
-/// most 4 KiB, names 256 bytes).
-pub(super) const RESERVATION_BYTES: u64 = 16 * 1024;
 /// Most space preallocated ahead of the records.
 const MAX_PREALLOC: u64 = 64 * 1024 * 1024;
 
@@ -38,6 +36,8 @@ pub(super) enum Msg {
     Record(Box<AuditEvent>, oneshot::Sender<Result<u64, AuditError>>),
     /// Detached records are waiting: write them now.
     Wake,
+    /// Prove the log still takes writes (see [`Probe`]).
+    Probe(oneshot::Sender<Result<(), AuditError>>),
     Close(oneshot::Sender<Result<(), AuditError>>),
 }
 
@@ -54,68 +54,6 @@ struct Detached {
 impl Detached {
     fn take(&self) -> Vec<AuditEvent> {
         std::mem::take(&mut *self.queue.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-}
-
-/// Whether records can be written, shared between the writer and the operations that must not
-/// take effect without theirs: the writer keeps disk space allocated ahead of the file
-/// (`fallocate`, keeping its size) and publishes how much; an operation *reserves* a share of it
-/// before its effect, so the record that follows cannot fail for lack of space.
-#[derive(Debug)]
-pub(super) struct Capacity {
-    /// The last write succeeded (and nothing is broken).
-    healthy: AtomicBool,
-    /// Bytes the next records can use without asking the filesystem.
-    headroom: AtomicU64,
-    /// Reservations not yet settled.
-    reserved: AtomicU64,
-    /// Wakes reservers waiting for the writer to top up.
-    changed: tokio::sync::Notify,
-    /// Preallocation kept ahead when nothing is reserved (`[audit] reserve_bytes`).
-    floor: u64,
-}
-
-impl Capacity {
-    fn new(floor: u64) -> Self {
-        Self {
-            healthy: AtomicBool::new(true),
-            headroom: AtomicU64::new(0),
-            reserved: AtomicU64::new(0),
-            changed: tokio::sync::Notify::new(),
-            floor,
-        }
-    }
-
-    /// Why records cannot be counted on now, if they cannot.
-    pub(super) fn unavailable(&self, extra: u64) -> Option<AuditError> {
-        if !self.healthy.load(Ordering::Acquire) {
-            return Some(AuditError::Io("the audit log is failing to write".into()));
-        }
-        let need = (self.reserved.load(Ordering::Acquire) + extra) * RESERVATION_BYTES;
-        (self.headroom.load(Ordering::Acquire) < need.max(RESERVATION_BYTES))
-            .then(|| AuditError::Io("the audit log has no space left for more records".into()))
-    }
-
-    /// Takes one reservation if there is room.
-    pub(super) fn try_reserve(&self) -> Result<(), AuditError> {
-        let n = self.reserved.fetch_add(1, Ordering::AcqRel) + 1;
-        let ok = self.healthy.load(Ordering::Acquire)
-            && self.headroom.load(Ordering::Acquire) >= n * RESERVATION_BYTES;
-        if ok {
-            return Ok(());
-        }
-        self.reserved.fetch_sub(1, Ordering::AcqRel);
-        Err(self.unavailable(1).unwrap_or_else(|| {
-            AuditError::Io("the audit log has no space left for more records".into())
-        }))
-    }
-
-    pub(super) fn release(&self) {
-        self.reserved.fetch_sub(1, Ordering::AcqRel);
-    }
-
-    pub(super) async fn changed(&self) {
-        self.changed.notified().await;
     }
 }
 
@@ -178,6 +116,7 @@ struct Writer {
     prealloc_end: u64,
     /// The filesystem cannot preallocate: headroom is its free space instead.
     no_fallocate: bool,
+    probe: Probe,
 }
 
 /// Where the chain stands at the end of the existing files.
@@ -211,6 +150,7 @@ pub(super) fn start(opts: AuditOptions) -> Result<(Handle, Option<String>), Audi
         capacity: Arc::new(Capacity::new(opts.reserve_bytes)),
         prealloc_end: 0,
         no_fallocate: false,
+        probe: Probe::new(&opts.dir, opts.fsync == FsyncMode::Always),
     };
     w.top_up();
     let capacity = w.capacity.clone();
@@ -450,11 +390,12 @@ impl Writer {
         let mut buf = String::new();
         let mut acks = Vec::new();
         let mut closes = Vec::new();
+        let mut probes = Vec::new();
         let (seq0, prev0, size0) = (self.seq, self.prev.clone(), self.size);
         let lost = detached.len();
         if let Some(why) = &self.broken {
-            if lost > 0 {
-                tracing::error!(records = lost, error = %why, "audit log broken; detached records were not written");
+            for ev in &detached {
+                tracing::error!(record = ?ev, error = %why, "audit log broken; record not written");
             }
         } else {
             for ev in detached {
@@ -465,6 +406,7 @@ impl Writer {
             match msg {
                 Msg::Record(ev, ack) => {
                     if let Some(why) = &self.broken {
+                        tracing::error!(record = ?ev, error = %why, "audit log broken; record not written");
                         let _ = ack.send(Err(AuditError::Io(why.clone())));
                         continue;
                     }
@@ -472,9 +414,11 @@ impl Writer {
                     acks.push((self.seq, ack));
                 }
                 Msg::Wake => {}
+                Msg::Probe(ack) => probes.push(ack),
                 Msg::Close(done) => closes.push(done),
             }
         }
+        let mut failed = None;
         if !buf.is_empty() {
             let result = self.write(buf.as_bytes());
             match result {
@@ -484,9 +428,14 @@ impl Writer {
                     }
                 }
                 Err(e) => {
+                    failed = Some(e.clone());
                     self.capacity.healthy.store(false, Ordering::Release);
                     self.capacity.changed.notify_waiters();
                     tracing::error!(error = %e, "audit log write failed; the operations it records fail");
+                    // What they were is kept in the process log (records carry no secrets).
+                    for line in buf.lines() {
+                        tracing::error!(record = %line, "audit record not written");
+                    }
                     if lost > 0 {
                         tracing::error!(records = lost, "detached records were not written");
                     }
@@ -495,6 +444,21 @@ impl Writer {
                         let _ = ack.send(Err(e.clone()));
                     }
                 }
+            }
+        }
+        if !probes.is_empty() {
+            let r = match (&self.broken, failed) {
+                (Some(why), _) => Err(AuditError::Io(why.clone())),
+                (None, Some(e)) => Err(e),
+                (None, None) => self.probe.run(&self.opts.dir),
+            };
+            if let Err(e) = &r {
+                self.capacity.healthy.store(false, Ordering::Release);
+                self.capacity.changed.notify_waiters();
+                tracing::error!(error = %e, "audit log cannot be written; operations are refused");
+            }
+            for ack in probes {
+                let _ = ack.send(r.clone());
             }
         }
         if closes.is_empty() {

@@ -104,6 +104,8 @@ pub enum StorageErrorKind {
     NotAFile,
     /// The backend cannot do this.
     Unsupported,
+    /// The storage is full (disk full, quota).
+    NoSpace,
     /// Worth retrying (network, throttling).
     Transient,
     /// Will not work on retry.
@@ -142,9 +144,8 @@ impl StorageError {
             K::AlreadyExists => StorageErrorKind::AlreadyExists,
             K::DirectoryNotEmpty => StorageErrorKind::NotEmpty,
             K::IsADirectory | K::NotADirectory => StorageErrorKind::NotAFile,
-            K::Interrupted | K::TimedOut | K::WouldBlock | K::StorageFull | K::QuotaExceeded => {
-                StorageErrorKind::Transient
-            }
+            K::StorageFull | K::QuotaExceeded => StorageErrorKind::NoSpace,
+            K::Interrupted | K::TimedOut | K::WouldBlock => StorageErrorKind::Transient,
             K::Unsupported => StorageErrorKind::Unsupported,
             _ => StorageErrorKind::Permanent,
         };

@@ -32,6 +32,9 @@ pub enum Error {
     /// The path was refused before any lookup.
     #[error("invalid path: {0}")]
     InvalidPath(#[from] PathError),
+    /// The storage is full.
+    #[error("no space left on the storage")]
+    NoSpace,
     /// The backend or the gateway cannot do this (append on S3, a non-sequential write, ...).
     #[error("not supported: {0}")]
     Unsupported(&'static str),
@@ -51,6 +54,7 @@ impl From<StorageError> for Error {
             StorageErrorKind::NotEmpty => Error::NotEmpty,
             StorageErrorKind::NotAFile => Error::WrongKind("not a regular file"),
             StorageErrorKind::Unsupported => Error::Unsupported("not supported by this storage"),
+            StorageErrorKind::NoSpace => Error::NoSpace,
             StorageErrorKind::Transient | StorageErrorKind::Permanent => Error::Backend(e),
         }
     }

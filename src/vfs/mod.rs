@@ -230,7 +230,7 @@ impl Vfs {
         self.require(s, &t, Action::Read, Some(AuditAction::Download))
             .await?;
         // A download is recorded when it ends: refuse it now if that record could not be.
-        self.audit.writable()?;
+        self.audit.ready().await?;
         let resolved = self.open_read_full(&t.full).await;
         let (backend, key, entry) = match resolved {
             Ok(x) => x,
@@ -271,7 +271,7 @@ impl Vfs {
             return Err(Error::WrongKind("is a directory"));
         }
         // Refuse before the client streams a file whose record could not be written.
-        self.audit.writable()?;
+        self.audit.ready().await?;
         let existing = match self.lookup(&t.full).await {
             Ok(e) => e,
             Err(e) => return self.finish(s, AuditAction::Upload, &t, None, Err(e)).await,
@@ -459,7 +459,10 @@ impl Vfs {
     }
 
     /// Sets a file's modification time (needs `overwrite`, or `write` for a file the user may
-    /// create). Not audited: it changes no content.
+    /// create). Not audited: it changes no content. Storage that keeps its own times (object
+    /// stores: the time of the upload) accepts and ignores it, as it does ownership and mode
+    /// bits: rclone, WinSCP and FileZilla set the time after every upload and fail the whole
+    /// transfer if refused (SFTPGo's `setstat_mode = 2`).
     pub async fn set_modified(
         &self,
         s: &Session,
@@ -474,6 +477,14 @@ impl Vfs {
             });
         }
         let (m, key) = self.mounts.resolve(&t.full).ok_or(Error::NotFound)?;
+        if !m.backend.capabilities().set_times {
+            // Still only for something that exists.
+            return match m.backend.stat(&key).await? {
+                Some(_) => Ok(()),
+                None if key.is_root() => Ok(()),
+                None => Err(Error::NotFound),
+            };
+        }
         Ok(m.backend.set_modified(&key, time).await?)
     }
 

@@ -160,6 +160,11 @@ fn ftplib(store: Store, tls: bool) {
         remote.starts_with("127.0.0.1:") && !remote.ends_with(":0"),
         "{remote}"
     );
+    // The gateway's log (RUST_LOG=debug here) stays readable: libunftp's tracing spans printed
+    // the whole session's Debug form on every line (kilobytes each; vendor/README.md #25).
+    let log = gw.log();
+    let longest = log.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 2000, "a log line of {longest} bytes");
 }
 
 #[test]

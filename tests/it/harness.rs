@@ -324,21 +324,7 @@ impl Gateway {
 
     /// Every audit record written so far.
     pub fn audit(&self) -> Vec<serde_json::Value> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(self.audit_dir())
-            .map(|d| d.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        files.retain(|p| p.extension().is_some_and(|e| e == "jsonl"));
-        files.sort();
-        let mut out = Vec::new();
-        for f in files {
-            let file = std::fs::File::open(f).expect("open audit");
-            for line in BufReader::new(file).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str(&line) {
-                    out.push(v);
-                }
-            }
-        }
-        out
+        audit_in(&self.audit_dir())
     }
 
     /// Waits (up to 20 s: CI machines under a full parallel run can be several times slower) for
@@ -378,6 +364,46 @@ impl Gateway {
         }
     }
 
+    /// `kill -9`: no shutdown, no flush.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the gateway again on the same directory, config and ports (after `stop` or
+    /// `kill9`); waits until its ports accept connections.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop or kill it first");
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("gatehouse.log"))
+            .expect("log file");
+        let child = Command::new(bin())
+            .args(["serve", "--config"])
+            .arg(&self.config_path)
+            .current_dir(self.dir.path())
+            .env("RUST_LOG", "info,gatehouse=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn gatehouse");
+        self.child = Some(child);
+        let config = std::fs::read_to_string(&self.config_path).unwrap_or_default();
+        for p in [self.http, self.sftp, self.ftp] {
+            if config.contains(&format!(":{p}\"")) {
+                assert!(
+                    wait_port(p, Duration::from_secs(30)),
+                    "gateway did not come back on {p}:\n{}",
+                    self.log()
+                );
+            }
+        }
+    }
+
     fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -398,6 +424,25 @@ impl Drop for Gateway {
         }
         self.kill();
     }
+}
+
+/// Every audit record in a log directory.
+pub fn audit_in(dir: &Path) -> Vec<serde_json::Value> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "jsonl"));
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let file = std::fs::File::open(f).expect("open audit");
+        for line in BufReader::new(file).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                out.push(v);
+            }
+        }
+    }
+    out
 }
 
 /// A moto S3 server for the whole test run.

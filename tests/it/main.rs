@@ -7,6 +7,7 @@
 mod audit;
 mod backend;
 mod cli;
+mod faults;
 mod ftp;
 mod harness;
 mod hostile;
@@ -14,6 +15,7 @@ mod http_conformance;
 mod http_files;
 mod openapi;
 mod proxy;
+mod rclone;
 mod scanners;
 mod security;
 mod security_fs;

@@ -125,6 +125,24 @@ def main():
     reply = ftp.sendcmd("MKD made")
     assert reply == '257 "/inbox/made" created', reply
     ftp.rmd("made")
+    # XRMD (RFC 775) as RMD; RNTO without RNFR is a sequence error; STAT describes the session
+    # without the server's internals; PBSZ/PROT only after AUTH TLS.
+    ftp.sendcmd("XMKD made2")
+    assert ftp.sendcmd("XRMD made2").startswith("250")
+    expect_code(lambda: ftp.sendcmd("RNTO x"), "503", "RNTO without RNFR")
+    stat = ftp.sendcmd("STAT")
+    assert stat.startswith("211") and "Storage" not in stat and "::" not in stat, stat
+    if tls:
+        clear = ftplib.FTP()
+        clear.connect("127.0.0.1", port, timeout=30)
+        expect_code(lambda: clear.sendcmd("PBSZ 0"), "503", "PBSZ before AUTH TLS")
+        expect_code(lambda: clear.sendcmd("PROT P"), "503", "PROT before AUTH TLS")
+        clear.close()
+    else:
+        expect_code(lambda: ftp.sendcmd("PROT P"), "502", "PROT without TLS configured")
+    # LIST/NLST/MLSD of a missing path: 550 before any 150 (ftplib raises at the reply).
+    for cmd in ("LIST missing-dir", "NLST missing-dir", "MLSD missing-dir"):
+        expect_code(lambda: ftp.retrlines(cmd, lambda _l: None), "550", cmd)
     stor(ftp, "STOR data.bin", io.BytesIO(data))
     # LIST, NLST and STAT of a file describe that file.
     lines = []
@@ -136,6 +154,15 @@ def main():
     assert ftp.size("data.bin") == len(data)
     mdtm = ftp.sendcmd("MDTM data.bin")
     assert mdtm.startswith("213 "), mdtm
+    # MFMT (what rclone, FileZilla and WinSCP send after an upload): kept on disk, accepted and
+    # ignored on S3 (the object's time is its upload's); a bad time is 501, a missing file 550.
+    assert "MFMT" in feats, feats
+    reply = ftp.sendcmd("MFMT 20200102030405 data.bin")
+    assert reply == "213 Modify=20200102030405; data.bin", reply
+    if not s3:
+        assert ftp.sendcmd("MDTM data.bin") == "213 20200102030405"
+    expect_code(lambda: ftp.sendcmd("MFMT 2020 data.bin"), "501", "MFMT with a bad time")
+    expect_code(lambda: ftp.sendcmd("MFMT 20200102030405 missing.bin"), "550", "MFMT of a missing file")
     names = [n for n, _ in ftp.mlsd()]
     assert "data.bin" in names, names
     facts = dict(ftp.mlsd())["data.bin"]

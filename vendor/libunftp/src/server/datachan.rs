@@ -188,7 +188,7 @@ where
         session.transferring = false;
     }
 
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)] // gatehouse patch: skip_all (the session's Debug on every log line)
     async fn handle_incoming(self, incoming: DataChanMsg, start_pos: u64) {
         match incoming {
             DataChanMsg::Abort => {
@@ -202,7 +202,7 @@ where
         }
     }
 
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)] // gatehouse patch: skip_all (the session's Debug on every log line)
     async fn execute_command(self, cmd: DataChanCmd, start_pos: u64) {
         match cmd {
             DataChanCmd::Retr { path } => {
@@ -226,7 +226,7 @@ where
         }
     }
 
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)] // gatehouse patch: skip_all (the session's Debug on every log line)
     async fn exec_retr(self, path: String, start_pos: u64) {
         let path = self.cwd.join(path);
         let tx: Sender<ControlChanMsg> = self.control_msg_tx.clone();
@@ -325,7 +325,7 @@ where
         }
     }
 
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)] // gatehouse patch: skip_all (the session's Debug on every log line)
     async fn exec_stor(self, path: String, start_pos: u64) {
         let path = self.cwd.join(path);
         let tx = self.control_msg_tx.clone();
@@ -381,7 +381,7 @@ where
         }
     }
 
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)] // gatehouse patch: skip_all (the session's Debug on every log line)
     async fn exec_appe(self, path: String) {
         let path = self.cwd.join(&path);
         let tx = self.control_msg_tx.clone();
@@ -437,7 +437,7 @@ where
         }
     }
 
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)] // gatehouse patch: skip_all (the session's Debug on every log line)
     async fn exec_list_variant(self, path: Option<String>, command: ListCommand) {
         let path = self.resolve_path(path);
         let tx = self.control_msg_tx.clone();
@@ -529,7 +529,7 @@ where
         }
     }
 
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)] // gatehouse patch: skip_all (the session's Debug on every log line)
     async fn exec_mlsd(self, path: Option<String>) {
         let path = self.resolve_path(path);
         let tx = self.control_msg_tx.clone();
@@ -630,7 +630,7 @@ where
 
     // gatehouse patch: the data channel's TLS handshake has a deadline and a failed one ends
     // the transfer with 425/426 instead of panicking (`unwrap`) in the data task.
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)] // gatehouse patch: skip_all (the session's Debug on every log line)
     async fn writer(socket: TcpStream, ftps_mode: FtpsConfig, command: &'static str) -> Option<Box<dyn AsyncWrite + Send + Unpin + Sync>> {
         match ftps_mode {
             FtpsConfig::Off => Some(Box::new(MeasuringWriter::new(socket, command)) as Box<dyn AsyncWrite + Send + Unpin + Sync>),
@@ -646,7 +646,7 @@ where
     // gatehouse patch: as `writer`; and once the client has sent the whole upload (EOF, for TLS
     // its close_notify), the server answers with its own close_notify (shuts its side down)
     // before the 226, as RFC 4217 clients such as Python's `FTP_TLS.storbinary` wait for it.
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)] // gatehouse patch: skip_all (the session's Debug on every log line)
     async fn reader(socket: TcpStream, ftps_mode: FtpsConfig, command: &'static str) -> Option<Box<dyn AsyncRead + Send + Unpin + Sync>> {
         match ftps_mode {
             FtpsConfig::Off => Some(Box::new(MeasuringReader::new(ShutdownOnEof::new(socket), command)) as Box<dyn AsyncRead + Send + Unpin + Sync>),
@@ -680,7 +680,7 @@ where
 /// logger: logger set up with needed context for use by the data channel.
 /// session_arc: the user session that is also shared with the control channel.
 /// socket: the data socket we'll be working with.
-#[tracing_attributes::instrument]
+#[tracing_attributes::instrument(skip_all)] // gatehouse patch: skip_all (the session's Debug on every log line)
 pub async fn spawn_processing<Storage, User>(logger: slog::Logger, session_arc: SharedSession<Storage, User>, mut socket: TcpStream)
 where
     Storage: StorageBackend<User> + 'static,

@@ -333,6 +333,12 @@ pub trait StorageBackend<User: UserDetail>: Send + Sync + Debug {
         Ok(())
     }
 
+    /// gatehouse patch: sets a file's modification time (MFMT, draft-somers-ftp-mfxx), as rclone,
+    /// FileZilla and WinSCP do after an upload to keep times in sync. Default: not implemented.
+    async fn set_modified<P: AsRef<Path> + Send + Debug>(&self, _user: &User, _path: P, _time: std::time::SystemTime) -> Result<()> {
+        Err(Error::from(ErrorKind::CommandNotImplemented))
+    }
+
     /// Deletes the file at the given path.
     async fn del<P: AsRef<Path> + Send + Debug>(&self, user: &User, path: P) -> Result<()>;
 

@@ -139,6 +139,12 @@ pub enum Command {
     Mdtm {
         file: PathBuf,
     },
+    /// gatehouse patch: set the modification time (MFMT, draft-somers-ftp-mfxx); `time` is
+    /// `YYYYMMDDHHMMSS[.sss]` in UTC.
+    Mfmt {
+        time: String,
+        file: PathBuf,
+    },
     Md5 {
         file: PathBuf,
     },

@@ -77,7 +77,7 @@ where
 }
 
 /// Does TCP processing when an FTP client connects
-#[tracing_attributes::instrument]
+#[tracing_attributes::instrument(skip_all)] // gatehouse patch: skip_all (the session's Debug on every log line)
 pub(crate) async fn spawn<Storage, User>(
     config: Config<Storage, User>,
     tcp_stream: TcpStream,
@@ -409,7 +409,7 @@ where
     Storage: StorageBackend<User> + 'static,
     Storage::Metadata: Metadata,
 {
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)] // gatehouse patch: skip_all (the session's Debug on every log line)
     async fn handle_internal_msg(&self, msg: ControlChanMsg) -> Result<Reply, ControlChanError> {
         use self::ControlChanMsg::*;
         use SessionState::*;
@@ -476,7 +476,7 @@ where
         }
     }
 
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)] // gatehouse patch: skip_all (the session's Debug on every log line)
     async fn handle_command(&self, cmd: Command) -> Result<Reply, ControlChanError> {
         let args = CommandContext {
             parsed_command: cmd.clone(),
@@ -533,6 +533,7 @@ where
             Command::Size { file } => Box::new(commands::Size::new(file)),
             Command::Rest { offset } => Box::new(commands::Rest::new(offset)),
             Command::Mdtm { file } => Box::new(commands::Mdtm::new(file)),
+            Command::Mfmt { time, file } => Box::new(commands::Mfmt::new(time, file)),
             Command::Md5 { file } => Box::new(commands::Md5::new(file)),
             Command::Mlst { path } => Box::new(commands::Mlst::new(path)),
             Command::Mlsd { .. } => Box::new(commands::Mlsd),

@@ -56,7 +56,7 @@ where
     Storage: StorageBackend<User> + 'static,
     Storage::Metadata: Metadata,
 {
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)] // gatehouse patch: skip_all (the session's Debug on every log line)
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         // gatehouse patch: RFC 2428 arguments. "ALL": from now on only EPSV sets up data
         // connections; "1"/"2": the network protocol, which must be the control connection's;

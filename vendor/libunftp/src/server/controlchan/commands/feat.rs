@@ -24,10 +24,10 @@ where
     Storage: StorageBackend<User> + 'static,
     Storage::Metadata: Metadata,
 {
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)] // gatehouse patch: skip_all (the session's Debug on every log line)
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         // gatehouse patch: MLST names its facts (RFC 3659 7.8), "*" marking those sent.
-        let mut feat_text = vec![" SIZE", " MDTM", " UTF8", " EPSV", " MLST type*;size*;modify*;", " MLSD"];
+        let mut feat_text = vec![" SIZE", " MDTM", " UTF8", " EPSV", " MLST type*;size*;modify*;", " MLSD", " MFMT"];
 
         // Add the features. According to the spec each feature line must be
         // indented by a space.

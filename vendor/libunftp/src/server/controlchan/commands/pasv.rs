@@ -59,7 +59,7 @@ where
     Storage: StorageBackend<User> + 'static,
     Storage::Metadata: Metadata,
 {
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)] // gatehouse patch: skip_all (the session's Debug on every log line)
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         // gatehouse patch: PASV can only name an IPv4 address (RFC 2428 says: use EPSV).
         if args.local_addr.is_ipv6() {

@@ -30,7 +30,7 @@ where
     Storage: StorageBackend<User> + 'static,
     Storage::Metadata: Metadata,
 {
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)] // gatehouse patch: skip_all (the session's Debug on every log line)
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         // gatehouse patch: PBSZ belongs to a protected control connection (RFC 4217 8.1).
         if !args.session.lock().await.cmd_tls {

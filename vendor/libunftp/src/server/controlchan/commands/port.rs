@@ -49,7 +49,7 @@ impl Port {
 
     // modifies the session by adding channels that are used to communicate with the data connection
     // processing loop.
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)] // gatehouse patch: skip_all (the session's Debug on every log line)
     async fn setup_inter_loop_comms<S, U>(&self, session: SharedSession<S, U>, control_loop_tx: Sender<ControlChanMsg>)
     where
         U: UserDetail + 'static,
@@ -75,7 +75,7 @@ where
     Storage: StorageBackend<User> + 'static,
     Storage::Metadata: Metadata,
 {
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)] // gatehouse patch: skip_all (the session's Debug on every log line)
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         // gatehouse patch: after EPSV ALL only EPSV may set up a data connection (RFC 2428 4).
         if args.session.lock().await.epsv_all {

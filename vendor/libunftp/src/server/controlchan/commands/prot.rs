@@ -42,7 +42,7 @@ where
     Storage: StorageBackend<User> + 'static,
     Storage::Metadata: 'static + Metadata,
 {
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)] // gatehouse patch: skip_all (the session's Debug on every log line)
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         // gatehouse patch: PROT needs a protected control connection (RFC 4217 9).
         if args.tls_configured && !args.session.lock().await.cmd_tls {

@@ -58,7 +58,7 @@ where
     // gatehouse patch: A (non-print) and I, and L 8, are served (all as binary, the gateway
     // never converts line ends); other types and formats are refused with 504 (RFC 959 5.4),
     // a malformed parameter with 501.
-    #[tracing_attributes::instrument]
+    #[tracing_attributes::instrument(skip_all)] // gatehouse patch: skip_all (the session's Debug on every log line)
     async fn handle(&self, _args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         let words: Vec<&str> = self.param.split_whitespace().collect();
         Ok(match words.as_slice() {

@@ -394,6 +394,17 @@ where
             let file = String::from_utf8_lossy(&params).to_string().into();
             Command::Mdtm { file }
         }
+        // gatehouse patch: MFMT <time> <path>.
+        "MFMT" => {
+            let params = parse_to_eol(cmd_params)?;
+            let (time, file) = split_token_params(&params);
+            if time.is_empty() || file.is_empty() {
+                return Err(ParseErrorKind::InvalidCommand.into());
+            }
+            let time = String::from_utf8_lossy(time).to_string();
+            let file = String::from_utf8_lossy(file).to_string().into();
+            Command::Mfmt { time, file }
+        }
         "SITE" => {
             let (cmd_token, cmd_params) = split_token_params(cmd_params);
             let cmd_token = normalize(cmd_token)?;
