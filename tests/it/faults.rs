@@ -331,7 +331,9 @@ fn s3_failing_mid_upload_leaves_nothing_on_any_door_and_the_gateway_recovers() {
         "",
     ));
     std::fs::create_dir_all(gw.path("data/acme")).unwrap();
-    for door in ["sftp", "ftp", "http"] {
+    // Each door meets a different fault: S3 answering 503, S3 stopped (connections cut and
+    // refused), S3 hanging (connections accepted, never answered).
+    for (door, fault) in [("sftp", "fail"), ("ftp", "down"), ("http", "stall")] {
         let key = format!("acme/lake/cut-{door}.bin");
         let mut up = Upload::start(
             door,
@@ -341,13 +343,14 @@ fn s3_failing_mid_upload_leaves_nothing_on_any_door_and_the_gateway_recovers() {
             Some(7 << 20),
         );
         up.paused();
-        proxy.mode("fail");
+        proxy.mode(fault);
         up.resume();
         let out = up.outcome(Duration::from_secs(120));
-        assert_eq!(out["ok"], false, "{door}: {out}");
+        eprintln!("{door} ({fault}): {out}");
+        assert_eq!(out["ok"], false, "{door} ({fault}): {out}");
         assert!(
             out["seconds"].as_f64().unwrap() < 60.0,
-            "{door}: the client waited too long for its error: {out}"
+            "{door} ({fault}): the client waited too long for its error: {out}"
         );
         proxy.mode("pass");
         // Nothing partial, and the multipart upload is aborted once S3 answers again.
