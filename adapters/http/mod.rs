@@ -7,6 +7,7 @@ mod audit_api;
 mod auth;
 mod error;
 mod files;
+mod files_http;
 mod openapi;
 mod ops;
 mod proxy;

@@ -34,7 +34,7 @@ const WRITE_BUF: usize = 1024 * 1024;
 pub struct LocalBackend {
     root: PathBuf,
     staging: PathBuf,
-    /// Held (flock) for the process's lifetime.
+    /// This process's claim on `staging` (flock, released at exit, also by `kill -9`).
     _lock: std::fs::File,
 }
 
@@ -43,40 +43,35 @@ pub(super) fn io_err(e: std::io::Error, what: &str) -> StorageError {
 }
 
 impl LocalBackend {
-    /// Opens (creating if needed) the root directory and its staging area. The root is locked
-    /// for this process (a second gateway on the same root is refused), so every staging file
-    /// found now is a leftover of an earlier process that died mid-upload: all are removed.
+    /// Opens (creating if needed) the root directory and this process's staging area,
+    /// `<root>/.gatehouse/staging/<id>/`, held with a lock (`<id>.lock`, flock) for the process's
+    /// lifetime. Several gateways may share a root (blue/green, nodes on a shared filesystem):
+    /// each stages in its own directory. A staging directory whose lock is free belongs to a
+    /// process that died mid-upload: it is removed now.
     pub fn new(root: &Path) -> Result<Self, StorageError> {
         std::fs::create_dir_all(root).map_err(|e| io_err(e, "create root"))?;
         let root = root.canonicalize().map_err(|e| io_err(e, "resolve root"))?;
-        let staging = root.join(RESERVED).join("staging");
-        std::fs::create_dir_all(&staging).map_err(|e| io_err(e, "create staging dir"))?;
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(root.join(RESERVED).join("lock"))
-            .map_err(|e| io_err(e, "open the root's lock"))?;
-        if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
-            return Err(StorageError::new(
-                StorageErrorKind::Permanent,
-                format!(
-                    "{} is in use by another gatehouse process (two gateways must not share a local root)",
-                    root.display()
-                ),
-            ));
-        }
-        let mut removed = 0;
-        if let Ok(dir) = std::fs::read_dir(&staging) {
-            for entry in dir.flatten() {
-                if std::fs::remove_file(entry.path()).is_ok() {
-                    removed += 1;
-                }
-            }
-        }
+        let base = root.join(RESERVED).join("staging");
+        std::fs::create_dir_all(&base).map_err(|e| io_err(e, "create staging dir"))?;
+        let removed = sweep_staging(&base);
         if removed > 0 {
             tracing::info!(root = %root.display(), files = removed, "removed staging files an earlier process left behind");
         }
+        let id = format!("{:016x}", rand::random::<u64>());
+        // Locked under a name the sweep leaves alone, then renamed: another process's sweep
+        // never sees this lock file unlocked.
+        let claiming = base.join(format!("{id}.claim"));
+        let lock = std::fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .open(&claiming)
+            .map_err(|e| io_err(e, "create the staging lock"))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .map_err(|e| io_err(e.into(), "lock the staging directory"))?;
+        std::fs::rename(&claiming, base.join(format!("{id}.lock")))
+            .map_err(|e| io_err(e, "create the staging lock"))?;
+        let staging = base.join(&id);
+        std::fs::create_dir_all(&staging).map_err(|e| io_err(e, "create staging dir"))?;
         Ok(Self {
             root,
             staging,
@@ -480,4 +475,53 @@ impl Backend for LocalBackend {
 
 pub(super) fn digest_value(d: &[u8; 32], m: &std::fs::Metadata) -> String {
     format!("{} {} {}", hex::encode(d), m.len(), mtime_ns(m))
+}
+
+/// Removes the staging directories of processes that are gone (their lock is free) and `.part`
+/// files staged directly in `base` by earlier versions; returns how many files went.
+fn sweep_staging(base: &Path) -> usize {
+    let mut removed = 0;
+    let Ok(dir) = std::fs::read_dir(base) else {
+        return 0;
+    };
+    for entry in dir.flatten() {
+        let path = entry.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if let Some(id) = name.strip_suffix(".lock") {
+            let Ok(lock) = std::fs::OpenOptions::new().write(true).open(&path) else {
+                continue;
+            };
+            if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+                .is_err()
+            {
+                continue; // a live process
+            }
+            if let Ok(files) = std::fs::read_dir(base.join(id)) {
+                removed += files
+                    .flatten()
+                    .filter(|f| std::fs::remove_file(f.path()).is_ok())
+                    .count();
+            }
+            let _ = std::fs::remove_dir(base.join(id));
+            let _ = std::fs::remove_file(&path);
+        } else if name.ends_with(".claim") {
+            // A process that died between creating its lock and naming it: empty, harmless;
+            // removed once surely stale.
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|d| d.as_secs() > 60));
+            if stale {
+                let _ = std::fs::remove_file(&path);
+            }
+        } else if name.ends_with(".part")
+            && entry.file_type().is_ok_and(|t| t.is_file())
+            && std::fs::remove_file(&path).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
 }

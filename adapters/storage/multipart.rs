@@ -15,6 +15,8 @@ use tokio::task::JoinSet;
 
 use crate::vfs::backend::{StorageError, StorageErrorKind};
 
+/// Longest a failed upload waits for its abort before answering the client.
+const ABORT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Parts uploading at once per upload.
 pub(super) const PARTS_IN_FLIGHT: usize = 4;
 
@@ -253,10 +255,19 @@ impl Multipart {
         }
     }
 
-    /// Throws the upload away; if the store cannot be reached, the sweep will.
+    /// Throws the upload away; if the store cannot be reached within [`ABORT_WAIT`] (the client
+    /// is waiting for its error meanwhile), the sweep will.
     pub async fn abort(mut self) {
         self.in_flight.abort_all();
-        match self.store.abort_multipart(&self.path, &self.id).await {
+        let r = tokio::time::timeout(ABORT_WAIT, self.store.abort_multipart(&self.path, &self.id))
+            .await
+            .unwrap_or_else(|_| {
+                Err(object_store::Error::Generic {
+                    store: "S3",
+                    source: "no answer in time".into(),
+                })
+            });
+        match r {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {
                 if let Some(e) = self.entry.take() {
                     e.done();

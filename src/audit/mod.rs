@@ -7,6 +7,7 @@
 mod capacity;
 pub mod query;
 pub mod record;
+mod recover;
 pub mod verify;
 mod writer;
 

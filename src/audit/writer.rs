@@ -3,7 +3,7 @@
 //! keeps `audit.head`, the last synced (seq, hash), so `audit verify` can tell a log cut short.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::capacity::{Capacity, Probe, RESERVATION_BYTES};
-use super::record::{self, GENESIS, Record};
+use super::record::{self, Record};
+use super::recover::recover;
 use super::{AuditError, AuditEvent, AuditOptions};
 use crate::config::FsyncMode;
 
@@ -119,14 +120,6 @@ struct Writer {
     probe: Probe,
 }
 
-/// Where the chain stands at the end of the existing files.
-struct Tail {
-    file_no: u64,
-    size: u64,
-    seq: u64,
-    prev: String,
-}
-
 pub(super) fn start(opts: AuditOptions) -> Result<(Handle, Option<String>), AuditError> {
     std::fs::create_dir_all(&opts.dir).map_err(io)?;
     let (tail, repair) = recover(&opts.dir)?;
@@ -181,111 +174,6 @@ pub(super) fn start(opts: AuditOptions) -> Result<(Handle, Option<String>), Audi
         },
         repair,
     ))
-}
-
-/// Finds the end of the chain; cuts a torn final line (a crash mid-write) out of the last file,
-/// keeping its bytes beside it in `<file>.torn-<offset>`.
-fn recover(dir: &Path) -> Result<(Tail, Option<String>), AuditError> {
-    let files = record::list_files(dir).map_err(io)?;
-    let Some((last_no, last_path)) = files.last().cloned() else {
-        return Ok((
-            Tail {
-                file_no: 1,
-                size: 0,
-                seq: 0,
-                prev: GENESIS.into(),
-            },
-            None,
-        ));
-    };
-    let mut bytes = Vec::new();
-    File::open(&last_path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(io)?;
-    let mut repair = None;
-    let (good_len, last) = last_good_line(&bytes);
-    if good_len < bytes.len() {
-        let torn = &bytes[good_len..];
-        let keep =
-            last_path.with_file_name(format!("{}.torn-{good_len}", record::file_name(last_no)));
-        std::fs::write(&keep, torn).map_err(io)?;
-        let f = OpenOptions::new()
-            .write(true)
-            .open(&last_path)
-            .map_err(io)?;
-        f.set_len(good_len as u64).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        repair = Some(format!(
-            "recovered after an unclean stop: a torn final record ({} bytes) was cut from {} and kept in {}",
-            torn.len(),
-            record::file_name(last_no),
-            keep.file_name().and_then(|n| n.to_str()).unwrap_or("?")
-        ));
-    }
-    let last = match last {
-        Some(r) => Some(r),
-        // The last file holds no record yet: the chain ends in the file before it.
-        None => match files.iter().rev().nth(1) {
-            Some((_, p)) => {
-                let mut b = Vec::new();
-                File::open(p)
-                    .and_then(|mut f| f.read_to_end(&mut b))
-                    .map_err(io)?;
-                last_good_line(&b).1
-            }
-            None => None,
-        },
-    };
-    let (seq, prev) = match last {
-        Some(r) => (r.seq, r.hash.unwrap_or_default()),
-        None => (0, GENESIS.to_string()),
-    };
-    Ok((
-        Tail {
-            file_no: last_no,
-            size: good_len as u64,
-            seq,
-            prev,
-        },
-        repair,
-    ))
-}
-
-/// Length of the file up to and including the last line that parses as a record, and that record.
-/// Only the final line may be cut: anything worse is left for `audit verify` to report.
-fn last_good_line(bytes: &[u8]) -> (usize, Option<Record>) {
-    let parse = |line: &[u8]| -> Option<Record> {
-        let r: Record = serde_json::from_slice(line).ok()?;
-        (r.hash.as_deref() == Some(r.compute_hash().as_str())).then_some(r)
-    };
-    let complete = match bytes.iter().rposition(|b| *b == b'\n') {
-        Some(i) => i + 1,
-        None => 0,
-    };
-    let body = &bytes[..complete];
-    // The last complete line.
-    let start = body[..body.len().saturating_sub(1)]
-        .iter()
-        .rposition(|b| *b == b'\n')
-        .map_or(0, |i| i + 1);
-    if complete == 0 {
-        return (0, None);
-    }
-    match parse(&body[start..complete - 1]) {
-        Some(r) => (complete, Some(r)),
-        // A garbage final line (e.g. zeros after a crash) counts as torn too.
-        None => {
-            let prev_end = start;
-            let prev_start = body[..prev_end.saturating_sub(1)]
-                .iter()
-                .rposition(|b| *b == b'\n')
-                .map_or(0, |i| i + 1);
-            if prev_end == 0 {
-                return (0, None);
-            }
-            (prev_end, parse(&body[prev_start..prev_end - 1]))
-        }
-    }
 }
 
 /// Bytes an unprivileged writer may still use on the file's filesystem (0 when unknown).
@@ -619,47 +507,5 @@ mod tests {
             .collect();
         assert_eq!(paths, (0..3000).collect::<Vec<u64>>());
         log.record_detached(AuditEvent::new(AuditAction::Proxy, Outcome::Ok));
-    }
-
-    fn line(seq: u64, prev: &str) -> (String, String) {
-        let mut r = Record {
-            seq,
-            ts: "t".into(),
-            node: "n".into(),
-            protocol: None,
-            session: None,
-            user: None,
-            remote: None,
-            action: "config".into(),
-            path: None,
-            to: None,
-            bytes: None,
-            sha256: None,
-            status: None,
-            outcome: "ok".into(),
-            detail: None,
-            prev: prev.into(),
-            hash: None,
-        };
-        let l = r.seal();
-        (l, r.hash.unwrap_or_default())
-    }
-
-    #[test]
-    fn finds_the_last_good_line() {
-        let (l1, h1) = line(1, GENESIS);
-        let (l2, _) = line(2, &h1);
-        let good = format!("{l1}\n{l2}\n");
-        assert_eq!(last_good_line(good.as_bytes()).0, good.len());
-        let torn = format!("{good}{{\"seq\":3,");
-        let (len, rec) = last_good_line(torn.as_bytes());
-        assert_eq!(len, good.len());
-        assert_eq!(rec.map(|r| r.seq), Some(2));
-        let zeros = format!("{l1}\n\0\0\0\n");
-        let (len, rec) = last_good_line(zeros.as_bytes());
-        assert_eq!(len, l1.len() + 1);
-        assert_eq!(rec.map(|r| r.seq), Some(1));
-        assert_eq!(last_good_line(b"").0, 0);
-        assert_eq!(last_good_line(b"{\"se").0, 0);
     }
 }

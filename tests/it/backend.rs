@@ -273,9 +273,7 @@ fn local_disk_conforms() {
         conformance(b).await;
     });
     // No staging leftovers.
-    let staging: Vec<_> = std::fs::read_dir(root.join(".gatehouse/staging"))
-        .unwrap()
-        .collect();
+    let staging = crate::harness::staged_files(&root);
     assert!(staging.is_empty(), "{staging:?}");
 }
 

@@ -426,6 +426,24 @@ impl Drop for Gateway {
     }
 }
 
+/// Files staged (uploads in progress or left behind) under a local root: everything below
+/// `<root>/.gatehouse/staging/` except the per-process lock files.
+pub fn staged_files(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.join(".gatehouse/staging")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_none_or(|x| x != "lock" && x != "claim") {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
 /// Every audit record in a log directory.
 pub fn audit_in(dir: &Path) -> Vec<serde_json::Value> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)

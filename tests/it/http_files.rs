@@ -417,9 +417,7 @@ fn a_disconnect_mid_put_leaves_nothing() {
     assert_eq!(rec["outcome"], "error", "{rec}");
     assert!(rec["bytes"].as_u64().unwrap() > 0, "{rec}");
     assert!(!gw.path("data/alice/partial.bin").exists());
-    let staging: Vec<_> = std::fs::read_dir(gw.path("data/.gatehouse/staging"))
-        .unwrap()
-        .collect();
+    let staging = crate::harness::staged_files(&gw.path("data"));
     assert!(staging.is_empty(), "staging cleaned: {staging:?}");
 }
 

@@ -411,9 +411,7 @@ fn interrupted(store: Store) {
     assert_eq!(code, 404);
     if store == Store::Disk {
         assert!(!gw.path("data/partners/acme/inbox/cut.bin").exists());
-        let staging: Vec<_> = std::fs::read_dir(gw.path("data/.gatehouse/staging"))
-            .unwrap()
-            .collect();
+        let staging = crate::harness::staged_files(&gw.path("data"));
         assert!(staging.is_empty(), "{staging:?}");
     }
 }
