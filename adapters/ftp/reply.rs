@@ -1,5 +1,6 @@
-//! The one place a `vfs::Error` becomes an FTP reply (libunftp `ErrorKind`): 550 denied or
-//! missing, 553 name not allowed, 502 not supported here, 450/451 transient and local failures.
+//! The one place a `vfs::Error` becomes an FTP reply (libunftp `ErrorKind` for the code, the
+//! core's client message for the text): 550 denied or missing, 553 name not allowed, 502 not
+//! supported here, 450/451 transient and local failures, 452 storage full.
 
 use unftp_core::storage::{Error, ErrorKind};
 
@@ -27,17 +28,20 @@ pub(super) fn to_ftp(e: vfs::Error) -> Error {
             ErrorKind::LocalError
         }
     };
-    Error::new(kind, ClientMessage(e.client_message()))
+    Error::with_client_message(kind, sentence(&e))
 }
 
-/// The message libunftp may show: never a backend path.
-#[derive(Debug)]
-struct ClientMessage(String);
-
-impl std::fmt::Display for ClientMessage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+/// The reply text: the core's client message (never a backend path or internal detail) as a
+/// sentence, with the wording FTP clients and their tests expect for the common cases
+/// ("No such file or directory", "File exists", as pyftpdlib and OpenSSH say them).
+fn sentence(e: &vfs::Error) -> String {
+    if let vfs::Error::AlreadyExists = e {
+        return "File exists".into();
+    }
+    let msg = e.client_message();
+    let mut chars = msg.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => msg,
     }
 }
-
-impl std::error::Error for ClientMessage {}

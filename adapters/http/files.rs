@@ -385,11 +385,7 @@ async fn put(
     let mut upload = match vfs.create(s, path, mode).await {
         Ok(u) => u,
         Err(vfs::Error::AlreadyExists) if create_only => {
-            return Err(ApiError::new(
-                StatusCode::PRECONDITION_FAILED,
-                "precondition_failed",
-                "the file exists (If-None-Match: *)",
-            ));
+            return Err(exists_precondition());
         }
         Err(e) => return Err(e.into()),
     };
@@ -417,11 +413,7 @@ async fn put(
         Ok(c) => c,
         // Someone created the file while this create-only upload streamed.
         Err(vfs::Error::AlreadyExists) if create_only => {
-            return Err(ApiError::new(
-                StatusCode::PRECONDITION_FAILED,
-                "precondition_failed",
-                "the file exists (If-None-Match: *)",
-            ));
+            return Err(exists_precondition());
         }
         Err(e) => return Err(e.into()),
     };
@@ -543,6 +535,15 @@ async fn post(
             "POST needs ?op=mkdir or ?op=rename&to=<path>",
         )),
     }
+}
+
+/// `412` for a create-only upload (`If-None-Match: *`) whose file exists.
+fn exists_precondition() -> ApiError {
+    ApiError::new(
+        StatusCode::PRECONDITION_FAILED,
+        "precondition_failed",
+        "the file exists (If-None-Match: *)",
+    )
 }
 
 #[cfg(test)]

@@ -165,6 +165,10 @@ def main():
     expect_code(lambda: ftp.sendcmd("MFMT 20200102030405 missing.bin"), "550", "MFMT of a missing file")
     names = [n for n, _ in ftp.mlsd()]
     assert "data.bin" in names, names
+    # MLSD of a file is 501 (RFC 3659 7.2), before any 150; a missing file's 550 says why.
+    expect_code(lambda: list(ftp.mlsd("data.bin")), "501", "MLSD of a file")
+    text = expect_code(lambda: ftp.size("missing.bin"), "550", "SIZE of a missing file")
+    assert text == "550 No such file or directory", text
     facts = dict(ftp.mlsd())["data.bin"]
     assert facts["type"] == "file" and int(facts["size"]) == len(data), facts
     assert "data.bin" in ftp.nlst()

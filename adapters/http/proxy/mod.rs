@@ -225,14 +225,11 @@ async fn run_route(
     };
     // Phase: rate limit.
     if let Err(wait) = rs.limits.check(&caller.key) {
-        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-        let e = gateway_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "rate limit exceeded; retry later",
-        )
-        .with_header(header::RETRY_AFTER, HeaderValue::from(secs));
-        return deny(caller.session.as_ref(), e, "rate limited".into());
+        return deny(
+            caller.session.as_ref(),
+            rate_limited(wait),
+            "rate limited".into(),
+        );
     }
     let user = caller
         .session
@@ -532,14 +529,11 @@ async fn run_aggregate(
     if let Some(limits) = state.proxy.aggregates.get(&agg.name)
         && let Err(wait) = limits.check(&caller.key)
     {
-        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-        let e = gateway_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "rate limit exceeded; retry later",
-        )
-        .with_header(header::RETRY_AFTER, HeaderValue::from(secs));
-        return deny(caller.session.as_ref(), e, "rate limited".into());
+        return deny(
+            caller.session.as_ref(),
+            rate_limited(wait),
+            "rate limited".into(),
+        );
     }
     let user = caller
         .session
@@ -571,4 +565,15 @@ async fn run_aggregate(
     );
     core.audit.record_detached(ev);
     resp
+}
+
+/// `429` with `Retry-After` (whole seconds, at least 1).
+fn rate_limited(wait: std::time::Duration) -> ApiError {
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    gateway_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "rate limit exceeded; retry later",
+    )
+    .with_header(header::RETRY_AFTER, HeaderValue::from(secs))
 }

@@ -11,6 +11,9 @@ pub struct Error {
     kind: ErrorKind,
     #[source]
     source: Option<BoxError>,
+    /// gatehouse patch: text the back-end wants the client to see in the reply (instead of the
+    /// kind's generic text); never set implicitly, so a back-end's internal errors stay private.
+    client_message: Option<String>,
 }
 
 impl Error {
@@ -22,7 +25,23 @@ impl Error {
         Error {
             kind,
             source: Some(error.into()),
+            client_message: None,
         }
+    }
+
+    /// gatehouse patch: an error whose reply text is `message` (one line, shown to the client).
+    pub fn with_client_message(kind: ErrorKind, message: impl Into<String>) -> Error {
+        let message: String = message.into();
+        Error {
+            kind,
+            source: Some(message.clone().into()),
+            client_message: Some(message.replace(['\r', '\n'], " ")),
+        }
+    }
+
+    /// gatehouse patch: the text for the client, if the back-end gave one.
+    pub fn client_message(&self) -> Option<&str> {
+        self.client_message.as_deref()
     }
 
     /// Detailed information about what the FTP server should do with the failure
@@ -38,7 +57,11 @@ impl Error {
 
 impl From<ErrorKind> for Error {
     fn from(kind: ErrorKind) -> Error {
-        Error { kind, source: None }
+        Error {
+            kind,
+            source: None,
+            client_message: None,
+        }
     }
 }
 

@@ -342,8 +342,25 @@ where
 }
 
 /// gatehouse patch: the reply for a storage error, shared by the data channel's reports and the
-/// pre-transfer checks (commands/transfer_gate.rs).
-pub(crate) fn storage_error_reply(kind: ErrorKind) -> Reply {
+/// pre-transfer checks (commands/transfer_gate.rs): the kind's code, with the back-end's client
+/// message when it gave one ("550 No such file or directory", "450 Storage temporarily
+/// unavailable, try again") instead of the generic text.
+pub(crate) fn storage_error_reply(err: &crate::storage::Error) -> Reply {
+    let reply = storage_error_reply_for(err.kind());
+    match err.client_message() {
+        Some(text) if !text.is_empty() => Reply::new_with_string(reply_code(&reply), text.to_string()),
+        _ => reply,
+    }
+}
+
+fn reply_code(reply: &Reply) -> ReplyCode {
+    match reply {
+        Reply::CodeAndMsg { code, .. } | Reply::MultiLine { code, .. } => *code,
+        _ => ReplyCode::LocalError,
+    }
+}
+
+fn storage_error_reply_for(kind: ErrorKind) -> Reply {
     match kind {
         ErrorKind::ExceededStorageAllocationError => Reply::new(ReplyCode::ExceededStorageAllocation, "Exceeded storage allocation"),
         ErrorKind::FileNameNotAllowedError => Reply::new(ReplyCode::BadFileName, "File name not allowed"),
@@ -470,7 +487,7 @@ where
                 // gatehouse patch: a failed transfer leaves no REST offset behind (RFC 3659 5.5:
                 // the offset applies to the one transfer that follows).
                 self.session.lock().await.start_pos = 0;
-                Ok(storage_error_reply(error_type.kind()))
+                Ok(storage_error_reply(&error_type))
             }
             CommandChannelReply(reply) => Ok(reply),
         }

@@ -44,7 +44,7 @@ where
             && let Some(p) = path_opt.as_deref().filter(|p| !p.is_empty() && !p.starts_with('-'))
         {
             let target = session.cwd.join(p);
-            if let Some(reply) = super::transfer_gate::check(&mut session, target, super::transfer_gate::Kind::List).await {
+            if let Some(reply) = super::transfer_gate::check(&mut session, target, super::transfer_gate::Kind::ListDir).await {
                 slog::info!(logger, "MLSD: refused before the listing started");
                 return Ok(reply);
             }

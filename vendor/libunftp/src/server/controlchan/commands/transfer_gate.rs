@@ -14,8 +14,10 @@ use std::path::PathBuf;
 pub(crate) enum Kind {
     Put { append: bool },
     Get,
-    /// LIST, NLST, MLSD of a path: it must exist (and be visible) before the `150`.
+    /// LIST, NLST of a path: it must exist (and be visible) before the `150`.
     List,
+    /// MLSD of a path: it must be a directory (RFC 3659 7.2: `501` for a file).
+    ListDir,
 }
 
 /// Asks the storage; on refusal, tears down the prepared data connection and returns the reply.
@@ -33,9 +35,26 @@ where
         Kind::Put { append } => storage.check_put(user, &path, start_pos, append).await,
         Kind::Get => storage.check_get(user, &path, start_pos).await,
         Kind::List => storage.metadata(user, &path).await.map(|_| ()),
+        Kind::ListDir => match storage.metadata(user, &path).await {
+            Ok(m) if !m.is_dir() => {
+                drop_data_connection(session);
+                return Some(Reply::new(crate::server::controlchan::ReplyCode::ParameterSyntaxError, "Not a directory"));
+            }
+            other => other.map(|_| ()),
+        },
     };
     let err = result.err()?;
-    // No transfer follows: the offset no longer applies, and the data connection goes.
+    drop_data_connection(session);
+    Some(crate::server::controlchan::control_loop::storage_error_reply(&err))
+}
+
+/// No transfer follows: the offset no longer applies, and the data connection goes.
+fn drop_data_connection<Storage, User>(session: &mut Session<Storage, User>)
+where
+    User: UserDetail + 'static,
+    Storage: StorageBackend<User> + 'static,
+    Storage::Metadata: Metadata,
+{
     session.start_pos = 0;
     session.data_cmd_tx = None;
     if let Some(abort) = session.data_abort_tx.take() {
@@ -44,5 +63,4 @@ where
     if let Some(cancel) = session.pasv_cancel.take() {
         let _ = cancel.send(());
     }
-    Some(crate::server::controlchan::control_loop::storage_error_reply(err.kind()))
 }
