@@ -109,6 +109,12 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
         })
     }
 
+    /// Slots open over all keys.
+    pub fn total(&self) -> usize {
+        let map = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        map.values().sum()
+    }
+
     /// Slots open for `key`.
     pub fn open(&self, key: &K) -> usize {
         let map = self.open.lock().unwrap_or_else(|e| e.into_inner());

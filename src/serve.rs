@@ -285,7 +285,7 @@ pub async fn run(
     core.shutdown.stop.cancel();
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
-    core.shutdown.settle().await;
+    core.shutdown.settle(|| core.user_sessions.total()).await;
     core.record_refusal_summary(REFUSAL_SUMMARY_SECS).await;
     record_config(&core.audit, Outcome::Ok, detail).await?;
     core.audit.close().await?;

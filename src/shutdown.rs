@@ -78,10 +78,26 @@ impl Shutdown {
         drained
     }
 
-    /// Waits (briefly) for clean-up work spawned after `drain`: records of uploads whose
-    /// connections were just dropped.
-    pub async fn settle(&self) {
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.tasks.wait()).await;
+    /// Waits (at most 5 s) for clean-up work spawned after `drain`: records of uploads whose
+    /// connections were just dropped, and logouts of sessions still open (`open_sessions`
+    /// counts them; a session's last clone can drop, and spawn its logout, just after the
+    /// tracker was seen empty).
+    pub async fn settle(&self, open_sessions: impl Fn() -> usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let _ = tokio::time::timeout_at(deadline, self.tasks.wait()).await;
+            if open_sessions() == 0 && self.tasks.is_empty() {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    sessions = open_sessions(),
+                    "sessions still open at exit; their logouts are not recorded"
+                );
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
 
