@@ -253,9 +253,9 @@ def main():
     expect_code(lambda: ftp.delete("/readonly/seed.txt"), "550", "DELE without permission")
     expect_code(lambda: stor(ftp, "STOR inbox/bad\\name.bin", io.BytesIO(b"x")), "553", "backslash in name")
 
-    # Chroot: .. cannot leave home. (libunftp keeps the working directory as typed, so PWD may
-    # read /../../..; every path is still resolved inside home.)
+    # Chroot: .. cannot leave home, and PWD says so.
     ftp.cwd("../../..")
+    assert ftp.pwd() == "/", ftp.pwd()
     assert "inbox" in ftp.nlst(), ftp.nlst()
     assert ftp.size("inbox/log.txt") > 0
     expect_code(lambda: ftp.retrbinary("RETR ../../../etc/passwd", lambda b: None), "550", "escape")
