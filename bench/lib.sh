@@ -125,6 +125,47 @@ descendants() {
     done
 }
 
+# tree_cpu_ticks PID: CPU time (clock ticks, utime+stime+cutime+cstime from /proc/N/stat) of
+# PID and every live descendant. Children that exited and were reaped count through their
+# parent's cutime/cstime, so the sum only grows: the difference over a run is the CPU the
+# server spent on it, over all its threads and worker processes (nginx workers, sshd and
+# vsftpd per-session processes).
+tree_cpu_ticks() {
+    local p total=0 stat rest
+    local -a f
+    for p in "$1" $(descendants "$1"); do
+        stat="$(cat "/proc/$p/stat" 2>/dev/null)" || continue
+        rest="${stat##*) }" # fields after "(comm)", which may contain spaces
+        read -r -a f <<<"$rest"
+        # rest starts at field 3 (state): utime is field 14, so index 11.
+        total=$((total + f[11] + f[12] + f[13] + f[14]))
+    done
+    echo "$total"
+}
+
+# BENCH_CPU_PID[side]: the server whose CPU is charged to that side (set by bench_cpu_pid).
+declare -A BENCH_CPU_PID=()
+CLK_TCK="$(getconf CLK_TCK 2>/dev/null || echo 100)"
+readonly CLK_TCK
+
+# bench_cpu_pid SIDE PID: charge SIDE's CPU to PID's process tree.
+bench_cpu_pid() { BENCH_CPU_PID[$1]=$2; }
+
+# side_cpu_ticks SIDE: that side's server CPU so far ("" if no server was named).
+side_cpu_ticks() {
+    local pid=${BENCH_CPU_PID[$1]:-}
+    [[ -n "$pid" ]] || return 0
+    tree_cpu_ticks "$pid"
+}
+
+# cpu_per TICKS_BEFORE TICKS_AFTER COUNT SCALE: (after-before) CPU seconds * SCALE / COUNT,
+# "n/a" when either sample is missing.
+cpu_per() {
+    awk -v a="$1" -v b="$2" -v c="$3" -v k="$4" -v hz="$CLK_TCK" 'BEGIN {
+        if (a == "" || b == "" || c + 0 <= 0) { print "n/a"; exit }
+        printf "%.2f\n", (b - a) / hz * k / c }'
+}
+
 # bench_stop PID [SIGNAL] [GRACE_SECS]: signal PID's descendants (deepest first, so parents can
 # still reap them) and PID, wait for PID, then SIGKILL whatever is left of that tree. With QUIT
 # (nginx) only PID is signalled: the nginx master stops its own workers. Only this tree is touched.
@@ -345,7 +386,7 @@ timeit() {
 }
 
 # wrk_measure WRK_ARGS...: one wrk run (--latency added; bounded by BENCH_CMD_TIMEOUT), output
-# kept in $BENCH_DIR/logs/wrk-N.log; prints "REQ_PER_SEC P99_MS". Fails when any response was
+# kept in $BENCH_DIR/logs/wrk-N.log; prints "REQ_PER_SEC P99_MS REQUESTS". Fails when any response was
 # not 2xx/3xx, no request completed or the output cannot be parsed; socket errors (e.g.
 # timeouts) are reported on stderr.
 wrk_measure() {
@@ -376,7 +417,7 @@ wrk_measure() {
             if (bad + 0 > 0) { print "[bench] wrk: " bad " non-2xx/3xx responses" > "/dev/stderr"; exit 1 }
             if (rps == "" || p99 == "") { print "[bench] wrk: unparsable output" > "/dev/stderr"; exit 1 }
             if (reqs + 0 == 0) { print "[bench] wrk: no request completed" > "/dev/stderr"; exit 1 }
-            printf "%.1f %.3f\n", rps, p99
+            printf "%.1f %.3f %d\n", rps, p99, reqs
         }' "$log"
 }
 
@@ -457,14 +498,18 @@ bench_row() {
 compare_rate() {
     local label=$1 unit=$2 amount=$3 fn=$4
     shift 4
-    local r side secs value ph out="$BENCH_DIR/side.out"
-    local -A runs=([inc]="" [gh]="")
+    local r side secs value ph c0 c1 cpu out="$BENCH_DIR/side.out"
+    local -A runs=([inc]="" [gh]="") cpus=([inc]="" [gh]="")
+    local cpu_unit="CPU ms/MiB" cpu_scale=1000
+    if [[ "$unit" != MiB/s ]]; then cpu_unit="CPU us/${unit%/s}" cpu_scale=1000000; fi
     bench_log "$label"
     for ((r = 1 - BENCH_WARMUP; r <= RUNS; r++)); do
         for side in inc gh; do
             ph="$(side_placeholder "$side")"
             [[ -z "$ph" ]] || continue
+            c0="$(side_cpu_ticks "$side")"
             run_side "$out" "$fn" "$side" "$@"
+            c1="$(side_cpu_ticks "$side")"
             secs="$(tail -n 1 "$out")"
             if ((r < 1)); then
                 bench_log "  warm-up $(side_name "$side"): ${secs:-failed} s (not counted)"
@@ -472,44 +517,54 @@ compare_rate() {
             fi
             if ((BENCH_RC == 0)) && [[ "$secs" =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
                 value="$(per_sec "$amount" "$secs")"
+                cpu="$(cpu_per "$c0" "$c1" "$amount" "$cpu_scale")"
             else
-                value=n/a
+                value=n/a cpu=n/a
                 BENCH_FAILED=1
                 bench_warn "$label: $side run $r failed"
             fi
             runs[$side]+="${runs[$side]:+ }$value"
-            bench_log "  run $r $(side_name "$side"): ${secs:-?} s -> $value $unit"
+            cpus[$side]+="${cpus[$side]:+ }$cpu"
+            bench_log "  run $r $(side_name "$side"): ${secs:-?} s -> $value $unit, $cpu $cpu_unit"
         done
     done
     bench_row "$label" "$unit" ">1" \
         "$(side_median "inc" "${runs[inc]}")" "$(side_median "gh" "${runs[gh]}")" \
         "${runs[inc]}" "${runs[gh]}"
+    bench_row "$label" "$cpu_unit" "<1" \
+        "$(side_median "inc" "${cpus[inc]}")" "$(side_median "gh" "${cpus[gh]}")" \
+        "${cpus[inc]}" "${cpus[gh]}"
 }
 
 # compare_wrk LABEL FN ARGS...
-#   Like compare_rate, but FN prints "REQ_PER_SEC P99_MS" (one wrk run). Adds two rows.
+#   Like compare_rate, but FN prints "REQ_PER_SEC P99_MS REQUESTS" (one wrk run). Adds three
+#   rows: req/s, p99 and the server's CPU per request.
 compare_wrk() {
     local label=$1 fn=$2
     shift 2
-    local r side line rps p99 ph out="$BENCH_DIR/side.out"
-    local -A rps_runs=([inc]="" [gh]="") p99_runs=([inc]="" [gh]="")
+    local r side line rps p99 reqs cpu c0 c1 ph out="$BENCH_DIR/side.out"
+    local -A rps_runs=([inc]="" [gh]="") p99_runs=([inc]="" [gh]="") cpu_runs=([inc]="" [gh]="")
     bench_log "$label"
     for ((r = 1; r <= RUNS; r++)); do
         for side in inc gh; do
             ph="$(side_placeholder "$side")"
             [[ -z "$ph" ]] || continue
+            c0="$(side_cpu_ticks "$side")"
             run_side "$out" "$fn" "$side" "$@"
+            c1="$(side_cpu_ticks "$side")"
             line="$(tail -n 1 "$out")"
-            rps=n/a p99=n/a
-            if ((BENCH_RC == 0)) && [[ "$line" =~ ^([0-9.]+)\ ([0-9.]+)$ ]]; then
-                rps=${BASH_REMATCH[1]} p99=${BASH_REMATCH[2]}
+            rps=n/a p99=n/a cpu=n/a
+            if ((BENCH_RC == 0)) && [[ "$line" =~ ^([0-9.]+)\ ([0-9.]+)\ ([0-9]+)$ ]]; then
+                rps=${BASH_REMATCH[1]} p99=${BASH_REMATCH[2]} reqs=${BASH_REMATCH[3]}
+                cpu="$(cpu_per "$c0" "$c1" "$reqs" 1000000)"
             else
                 BENCH_FAILED=1
                 bench_warn "$label: $side run $r failed"
             fi
             rps_runs[$side]+="${rps_runs[$side]:+ }$rps"
             p99_runs[$side]+="${p99_runs[$side]:+ }$p99"
-            bench_log "  run $r $(side_name "$side"): $rps req/s, p99 $p99 ms"
+            cpu_runs[$side]+="${cpu_runs[$side]:+ }$cpu"
+            bench_log "  run $r $(side_name "$side"): $rps req/s, p99 $p99 ms, $cpu CPU us/req"
         done
     done
     bench_row "$label" "req/s" ">1" \
@@ -518,6 +573,9 @@ compare_wrk() {
     bench_row "$label" "p99 ms" "<1" \
         "$(side_median inc "${p99_runs[inc]}")" "$(side_median gh "${p99_runs[gh]}")" \
         "${p99_runs[inc]}" "${p99_runs[gh]}"
+    bench_row "$label" "CPU us/req" "<1" \
+        "$(side_median inc "${cpu_runs[inc]}")" "$(side_median gh "${cpu_runs[gh]}")" \
+        "${cpu_runs[inc]}" "${cpu_runs[gh]}"
 }
 
 side_name() {
@@ -537,7 +595,7 @@ side_median() {
 # bench_table TITLE: print the result table, the per-run values and the notes.
 bench_table() {
     local title=$1 row label unit goal inc gh inc_runs gh_runs
-    local fmt='%-34s %-8s %12s %12s %8s %5s\n'
+    local fmt='%-34s %-12s %12s %12s %8s %5s\n'
     echo
     echo "== $title =="
     # shellcheck disable=SC2059
@@ -551,7 +609,7 @@ bench_table() {
     echo "per-run values (in run order):"
     for row in "${BENCH_ROWS[@]}"; do
         IFS=$'\t' read -r label unit goal inc gh inc_runs gh_runs <<<"$row"
-        printf '  %-34s %-8s %s: [%s]  gatehouse: [%s]\n' "$label" "$unit" "$BENCH_INCUMBENT" \
+        printf '  %-34s %-12s %s: [%s]  gatehouse: [%s]\n' "$label" "$unit" "$BENCH_INCUMBENT" \
             "${inc_runs:--}" "${gh_runs:--}"
     done
     if ((${#BENCH_NOTES[@]})); then
@@ -653,6 +711,7 @@ EOF
     /usr/sbin/sshd -t -f "$d/sshd_config" || bench_die "sshd rejected $d/sshd_config"
     bench_spawn sshd /usr/sbin/sshd -D -e -f "$d/sshd_config"
     wait_port "$port" 20 "$BENCH_LAST_PID" || bench_die "sshd did not start (see $BENCH_DIR/logs/sshd.log)"
+    bench_cpu_pid inc "$BENCH_LAST_PID"
 }
 
 # ensure_bench_user: local account $BENCH_USER with password $BENCH_PASSWORD for vsftpd's PAM
@@ -730,6 +789,7 @@ rsa_private_key_file=$BENCH_DIR/tls/key.pem
 EOF
     bench_spawn vsftpd /usr/sbin/vsftpd "$d/vsftpd.conf"
     wait_port "$port" 20 "$BENCH_LAST_PID" || bench_die "vsftpd did not start (see $BENCH_DIR/logs/vsftpd.log)"
+    bench_cpu_pid inc "$BENCH_LAST_PID"
 }
 
 # nginx_prefix NAME: make an nginx prefix dir with logs/ and temp dirs, print its path.
@@ -805,6 +865,7 @@ start_nginx_static() {
 EOF
     } >"$p/nginx.conf"
     run_nginx nginx-static "$p" "$port"
+    bench_cpu_pid inc "$BENCH_LAST_PID"
 }
 
 # start_nginx_upstream PORT: one worker answering every request with a 37-byte JSON
@@ -861,6 +922,7 @@ start_nginx_proxy() {
 EOF
     } >"$p/nginx.conf"
     run_nginx nginx-proxy "$p" "$port"
+    bench_cpu_pid inc "$BENCH_LAST_PID"
 }
 
 # --- gatehouse -------------------------------------------------------------------------------
@@ -987,6 +1049,7 @@ gh_start() {
             return 1
         fi
     done
+    bench_cpu_pid gh "$BENCH_LAST_PID"
     bench_log "gatehouse started (pid $BENCH_LAST_PID), log $BENCH_DIR/logs/gatehouse.log"
 }
 

@@ -36,8 +36,14 @@ impl Session {
     }
 }
 
-/// A fresh session id (16 hex digits of a v4 UUID: unique enough, short in logs).
+/// A fresh session id: 16 hex digits (64 random bits: unique enough, short in logs). From the
+/// thread's CSPRNG (seeded once per thread from the OS), not a `getrandom` system call per id:
+/// the proxy makes one per request.
 pub fn new_id() -> String {
-    let u = uuid::Uuid::new_v4().simple().to_string();
-    u[..16].to_string()
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// A fresh random v4 UUID from the thread's CSPRNG (request ids; no system call per id).
+pub fn new_uuid() -> uuid::Uuid {
+    uuid::Builder::from_random_bytes(rand::random()).into_uuid()
 }

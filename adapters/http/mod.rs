@@ -170,8 +170,28 @@ pub async fn bind_metrics(
     }))
 }
 
+/// `x-request-id` for requests that come without one: a v4 UUID from the thread's CSPRNG
+/// (tower-http's `MakeRequestUuid` makes a `getrandom` system call per request).
+#[derive(Clone, Copy)]
+struct RequestIds;
+
+impl tower_http::request_id::MakeRequestId for RequestIds {
+    fn make_request_id<B>(
+        &mut self,
+        _: &http::Request<B>,
+    ) -> Option<tower_http::request_id::RequestId> {
+        let mut buf = uuid::Uuid::encode_buffer();
+        let id = crate::session::new_uuid()
+            .hyphenated()
+            .encode_lower(&mut buf);
+        http::HeaderValue::from_str(id)
+            .ok()
+            .map(tower_http::request_id::RequestId::new)
+    }
+}
+
 fn build_router(state: AppState) -> Router {
-    use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+    use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
     let x_request_id = http::HeaderName::from_static("x-request-id");
     Router::new()
         .merge(ops::router())
@@ -182,10 +202,7 @@ fn build_router(state: AppState) -> Router {
         .with_state(state)
         .layer(
             tower::ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(
-                    x_request_id.clone(),
-                    MakeRequestUuid,
-                ))
+                .layer(SetRequestIdLayer::new(x_request_id.clone(), RequestIds))
                 .layer(PropagateRequestIdLayer::new(x_request_id))
                 .layer(axum::middleware::from_fn(ops::trace))
                 .layer(axum::middleware::from_fn(ops::require_host)),
