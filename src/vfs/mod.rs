@@ -370,10 +370,24 @@ impl Vfs {
             .await?;
         let _room = self.audit.reserve().await?;
         let r = async {
+            // The user's home (or a mount's root) is not theirs to remove: an empty home
+            // would otherwise go, and every later operation of the user fail.
+            if user.is_root() {
+                return Err(Error::Denied {
+                    action: Action::Delete,
+                    path: user.to_string(),
+                });
+            }
             if self.mounts.is_virtual_dir(&t.full) {
                 return Err(Error::Unsupported("a mount point cannot be removed"));
             }
             let (m, key) = self.mounts.resolve(&t.full).ok_or(Error::NotFound)?;
+            if key.is_root() {
+                return Err(Error::Denied {
+                    action: Action::Delete,
+                    path: user.to_string(),
+                });
+            }
             match m.backend.stat(&key).await? {
                 None => Err(Error::NotFound),
                 Some(e) if !e.is_dir() => Err(Error::WrongKind("not a directory")),

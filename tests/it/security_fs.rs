@@ -254,3 +254,58 @@ fn a_write_only_user_never_replaces_a_peers_file_on_disk() {
 fn a_write_only_user_never_replaces_a_peers_file_on_s3() {
     no_replace(Store::S3);
 }
+
+/// An empty home is not the user's to remove (it went, and every later operation of the user
+/// failed until an operator recreated it): FTP `RMD /` 550, SFTP `rmdir /` permission denied,
+/// HTTP `DELETE /v1/files/` 403, each recorded as denied; the home is still there.
+#[test]
+fn nobody_removes_their_own_home() {
+    let gw = Gateway::start(&config(Store::Disk));
+    std::fs::create_dir_all(gw.path("data/lee")).unwrap();
+    let script = r#"
+import ftplib, sys, paramiko
+ftp_port, sftp_port = int(sys.argv[1]), int(sys.argv[2])
+ftp = ftplib.FTP()
+ftp.connect("127.0.0.1", ftp_port, timeout=20)
+ftp.login("lee", "secret")
+for target in ["/", ".", "/.."]:
+    try:
+        ftp.rmd(target)
+        sys.exit("RMD %s was allowed" % target)
+    except ftplib.error_perm as e:
+        assert str(e).startswith("550"), e
+ftp.mkd("/kept")
+ftp.quit()
+t = paramiko.Transport(("127.0.0.1", sftp_port))
+t.connect(username="lee", password="secret")
+sftp = paramiko.SFTPClient.from_transport(t)
+for target in ["/", "."]:
+    try:
+        sftp.rmdir(target)
+        sys.exit("SFTP rmdir %s was allowed" % target)
+    except PermissionError:
+        pass
+t.close()
+print("ok")
+"#;
+    let out = run_with_timeout(
+        Command::new(python())
+            .arg("-c")
+            .arg(script)
+            .arg(gw.ftp.to_string())
+            .arg(gw.sftp.to_string()),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    std::fs::remove_dir(gw.path("data/lee/kept")).unwrap();
+    let (code, body) =
+        crate::http_files::curl(&["-u", "lee:secret", "-X", "DELETE", &gw.url("/v1/files/")]);
+    assert_eq!(code, 403, "{body}");
+    assert!(gw.path("data/lee").is_dir());
+    let denied = gw
+        .audit()
+        .into_iter()
+        .filter(|r| r["action"] == "rmdir" && r["outcome"] == "denied" && r["path"] == "/lee")
+        .count();
+    assert!(denied >= 6, "{denied} denied rmdir records");
+}
