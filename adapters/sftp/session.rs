@@ -438,7 +438,7 @@ impl SftpSession {
             Some(Open::Read(dl)) => attrs_of(dl.entry()),
             Some(Open::Write { upload, .. }) => {
                 let mut a = FileAttributes::empty();
-                a.size = Some(upload.next_offset());
+                a.size = Some(upload.size());
                 a.permissions = Some(0o100_644);
                 a
             }
@@ -485,6 +485,21 @@ impl SftpSession {
     }
 
     fn fsetstat(&mut self, id: u32, handle: &str, attrs: &FileAttributes) -> Result<Packet, Reply> {
+        // A size change (ftruncate) is refused as by path: answering OK and keeping the bytes
+        // told the client a truncation happened that did not.
+        let current = match self.handles.get(handle) {
+            Some(Open::Write { upload, .. }) => Some(upload.size()),
+            Some(Open::Read(dl)) => Some(dl.entry().size),
+            _ => None,
+        };
+        if let (Some(size), Some(current)) = (attrs.size, current)
+            && size != current
+        {
+            return Err(bad(
+                StatusCode::OpUnsupported,
+                "truncating files is not supported",
+            ));
+        }
         match self.handles.get_mut(handle) {
             Some(Open::Write { mtime, .. }) => {
                 if let Some(t) = attrs.mtime {

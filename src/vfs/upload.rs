@@ -174,6 +174,15 @@ impl Upload {
         self.next_offset
     }
 
+    /// The file's size as seen through the open handle: the existing file until the first
+    /// write decides what is kept of it, then what is kept plus what was written.
+    pub fn size(&self) -> u64 {
+        match self.stage {
+            Stage::Pending => self.existing.unwrap_or(0),
+            _ => self.next_offset,
+        }
+    }
+
     /// Appends at the current end.
     pub async fn write(&mut self, data: Bytes) -> Result<(), Error> {
         let at = self.next_offset;

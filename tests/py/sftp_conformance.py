@@ -53,6 +53,17 @@ def main():
         print("ok s3")
         return
 
+    # A read-write handle reports the file's size before any write; a truncation through it is
+    # refused (not answered OK while the bytes stay), and the file is unchanged.
+    with sftp.open("inbox/base.bin", "r+") as f:
+        assert f.stat().st_size == 1000, f.stat()
+        try:
+            f.truncate(100)
+            raise AssertionError("ftruncate answered OK")
+        except IOError as e:
+            assert "truncating files is not supported" in str(e), e
+    assert sftp.stat("inbox/base.bin").st_size == 1000
+
     # Read-write open: writes land in place, reads see them, the rest of the file stays.
     with sftp.open("inbox/base.bin", "r+") as f:
         f.seek(10)
