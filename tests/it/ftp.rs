@@ -400,3 +400,59 @@ fn the_same_rules_give_the_same_answers_over_sftp_ftp_and_http() {
         );
     }
 }
+
+/// A passive data connection the client opened (or only asked for) and never used ends with
+/// its control connection: the session's logout is recorded at once and its
+/// `max_sessions_per_user` slot is free for the next login (the data connection held the
+/// session for 5 minutes, an unconnected passive port for 15 s, and the user's next login got
+/// 530 meanwhile).
+#[test]
+fn an_unused_data_connection_ends_with_its_session() {
+    let cfg = config(Store::Disk).replace("[limits]\n", "[limits]\nmax_sessions_per_user = 1\n");
+    let gw = Gateway::start(&cfg);
+    std::fs::create_dir_all(gw.path("data/partners/acme/inbox")).unwrap();
+    let script = r#"
+import ftplib, socket, sys, time
+port = int(sys.argv[1])
+
+def login_within(seconds, why):
+    # One session allowed: the slot frees when the previous session's connection has closed,
+    # a few milliseconds after its 221.
+    t0 = time.monotonic()
+    while True:
+        ftp = ftplib.FTP()
+        ftp.connect("127.0.0.1", port, timeout=20)
+        try:
+            ftp.login("acme", "secret")
+            return ftp
+        except ftplib.error_perm as e:
+            ftp.close()
+            if time.monotonic() - t0 > seconds:
+                sys.exit("login still refused %.1f s after QUIT (%s): %s" % (time.monotonic() - t0, why, e))
+            time.sleep(0.05)
+
+for connect_data in (True, False, True):
+    ftp = login_within(1.0, "previous session")
+    host, dport = ftp.makepasv()
+    data = socket.create_connection((host, dport), timeout=20) if connect_data else None
+    ftp.quit()
+    login_within(1.0, "data connected: %s" % connect_data).quit()
+    if data:
+        data.close()
+print("ok")
+"#;
+    let out = run_with_timeout(
+        Command::new(python())
+            .arg("-c")
+            .arg(script)
+            .arg(gw.ftp.to_string()),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let logouts = gw
+        .audit()
+        .into_iter()
+        .filter(|r| r["action"] == "logout" && r["protocol"] == "ftp")
+        .count();
+    assert!(logouts >= 5, "{logouts} ftp logouts recorded");
+}

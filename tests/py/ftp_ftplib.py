@@ -138,6 +138,9 @@ def main():
         expect_code(lambda: clear.sendcmd("PBSZ 0"), "503", "PBSZ before AUTH TLS")
         expect_code(lambda: clear.sendcmd("PROT P"), "503", "PROT before AUTH TLS")
         clear.close()
+        # AUTH again on a secured channel is a sequence error, and the session goes on.
+        expect_code(lambda: ftp.sendcmd("AUTH TLS"), "503", "AUTH TLS twice")
+        assert ftp.sendcmd("NOOP").startswith("200")
     else:
         expect_code(lambda: ftp.sendcmd("PROT P"), "502", "PROT without TLS configured")
     # LIST/NLST/MLSD of a missing path: 550 before any 150 (ftplib raises at the reply).
@@ -236,6 +239,24 @@ def main():
     assert q.file.readline() == ""  # closed
     q.close()
     assert ftp.size("quit.bin") == 2_000_000
+    # The same with QUIT sent right behind the STOR (before the server's data task has the
+    # command), and a command after the QUIT: the 226 still comes, the MKD never runs.
+    for i in range(10):
+        q = connect(port, user, password, tls)
+        q.cwd("inbox")
+        conn = q.transfercmd("STOR quit-race.bin")
+        q.putcmd("QUIT")
+        q.putcmd("MKD after-quit")
+        conn.sendall(big[:100_000])
+        if isinstance(conn, ssl.SSLSocket):
+            conn.unwrap()
+        conn.close()
+        replies = [q.getline()[:3] for _ in range(3)]
+        assert replies == ["221", "503", "226"], (i, replies)
+        assert q.file.readline() == ""  # closed
+        q.close()
+        assert ftp.size("quit-race.bin") == 100_000
+        assert "after-quit" not in ftp.nlst()
 
     # Directories and renames.
     ftp.mkd("sub")

@@ -136,6 +136,11 @@ impl<R> MeasuringReader<R> {
     }
 }
 
+// gatehouse patch: see `execute`.
+async fn control_closed<T>(tx: &tokio::sync::mpsc::Sender<T>) {
+    tx.closed().await
+}
+
 impl<Storage, User> DataCommandExecutor<Storage, User>
 where
     Storage: StorageBackend<User> + 'static,
@@ -148,6 +153,9 @@ where
         let mut timeout_delay = Box::pin(tokio::time::sleep(std::time::Duration::from_secs(5 * 60)));
         // TODO: Use configured timeout
         tokio::select! {
+            // gatehouse patch: a command already sent is served before the control connection's
+            // end is noticed (QUIT right after STOR).
+            biased;
             Some(command) = data_cmd_rx.recv() => {
                 let start_pos = {
                     let mut session = session_arc.lock().await;
@@ -181,6 +189,12 @@ where
             },
             _ = &mut timeout_delay => {
                 slog::warn!(self.logger, "Data channel connection timed out");
+            }
+            // gatehouse patch: a data connection waiting for its command ends with the control
+            // connection (this task holds the session: its logout waited 5 minutes, and the
+            // session kept one of the user's `max_sessions_per_user` slots).
+            _ = control_closed(&self.control_msg_tx) => {
+                slog::debug!(self.logger, "Data connection closed with its control connection");
             }
         };
         let mut session = session_arc.lock().await;

@@ -117,6 +117,8 @@ where
     // gatehouse patch: cancels the passive listener of the previous PASV/EPSV when a new one is
     // asked for, so one session holds at most one passive port.
     pub pasv_cancel: Option<tokio::sync::oneshot::Sender<()>>,
+    // gatehouse patch: QUIT arrived during a transfer; the session ends after its reply.
+    pub quit_pending: bool,
     // gatehouse patch: a RETR/STOR/LIST... is running on the data connection (not just a data
     // connection waiting for its command): ABOR aborts it, QUIT waits for its reply.
     pub transferring: bool,
@@ -181,6 +183,7 @@ where
             failed_logins: None,
             binder: None,
             pasv_cancel: None,
+            quit_pending: false,
             transferring: false,
             abort_ack: None,
             epsv_all: false,

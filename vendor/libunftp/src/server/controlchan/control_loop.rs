@@ -495,6 +495,11 @@ where
 
     #[tracing_attributes::instrument(skip_all)] // gatehouse patch: skip_all (the session's Debug on every log line)
     async fn handle_command(&self, cmd: Command) -> Result<Reply, ControlChanError> {
+        // gatehouse patch: after a QUIT that waits for a transfer's reply, nothing more runs on
+        // the session (a MKD sent after the QUIT was executed).
+        if self.session.lock().await.quit_pending {
+            return Ok(Reply::new(ReplyCode::BadCommandSequence, "QUIT received; closing after the transfer"));
+        }
         let args = CommandContext {
             parsed_command: cmd.clone(),
             session: self.session.clone(),

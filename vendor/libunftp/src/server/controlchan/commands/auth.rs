@@ -45,6 +45,12 @@ where
 {
     #[tracing_attributes::instrument(skip_all)] // gatehouse patch: skip_all (the session's Debug on every log line)
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
+        // gatehouse patch: AUTH on a control channel that is already TLS is a sequence error
+        // (503). Answering 234 started a second handshake inside the first, and the session
+        // died on the next command.
+        if args.session.lock().await.cmd_tls {
+            return Ok(Reply::new(ReplyCode::BadCommandSequence, "The control channel is already secured by TLS"));
+        }
         let tx = args.tx_control_chan.clone();
         let logger = args.logger;
         match (args.tls_configured, self.protocol.clone()) {

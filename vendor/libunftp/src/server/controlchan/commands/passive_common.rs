@@ -113,18 +113,33 @@ where
         // Open the data connection in a new task and process it.
         // We cannot await this since we first need to let the client know where to connect :-)
         tokio::spawn(async move {
+            // gatehouse patch: the listener also closes when the control connection ends (this
+            // task holds the session, so the session, and its logout, waited the full 15 s).
+            let control = args.tx_control_chan.clone();
             // Timeout if the client doesn't connect to the socket in a while, to avoid leaving the socket hanging open permanently.
             let r = tokio::select! {
                 r = tokio::time::timeout(Duration::from_secs(15), listener.accept()) => r,
                 _ = cancel_rx => {
                     slog::debug!(args.logger, "Passive listener superseded by a new PASV/EPSV or the session's end");
+                    args.session.lock().await.transferring = false;
+                    return;
+                }
+                _ = control.closed() => {
+                    slog::debug!(args.logger, "Passive listener closed with its control connection");
                     return;
                 }
             };
             match r {
                 Ok(Ok((socket, _socket_addr))) => datachan::spawn_processing(args.logger, args.session, socket).await,
-                Ok(Err(e)) => slog::error!(args.logger, "Error waiting for data connection: {}", e),
-                Err(_) => slog::warn!(args.logger, "Client did not connect to data port in time"),
+                Ok(Err(e)) => {
+                    slog::error!(args.logger, "Error waiting for data connection: {}", e);
+                    // gatehouse patch: a command queued for this connection never runs.
+                    args.session.lock().await.transferring = false;
+                }
+                Err(_) => {
+                    slog::warn!(args.logger, "Client did not connect to data port in time");
+                    args.session.lock().await.transferring = false;
+                }
             }
         });
     }

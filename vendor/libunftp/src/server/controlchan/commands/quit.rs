@@ -44,7 +44,12 @@ where
         // gatehouse patch: QUIT during a transfer is answered at once (221, as pyftpdlib and
         // vsftpd do; clients block on the reply), but the connection stays open until the
         // transfer's own reply (226) has gone out, and closes after it (RFC 959 4.1.1).
-        if args.session.lock().await.transferring {
+        let transferring = {
+            let mut session = args.session.lock().await;
+            session.quit_pending = session.transferring;
+            session.transferring
+        };
+        if transferring {
             let session = args.session.clone();
             tokio::spawn(async move {
                 while session.lock().await.transferring {
