@@ -289,6 +289,7 @@ pub async fn run(
     core.record_refusal_summary(REFUSAL_SUMMARY_SECS).await;
     record_config(&core.audit, Outcome::Ok, detail).await?;
     core.audit.close().await?;
+    core.shutdown.exit.cancel();
     tracing::info!("stopped");
     Ok(())
 }

@@ -16,6 +16,9 @@ pub struct Shutdown {
     pub stop: CancellationToken,
     /// Connections and transfers in flight.
     pub tasks: TaskTracker,
+    /// Cancelled as the process is about to exit, after the audit log closed: the HTTP worker
+    /// runtimes stop then (their connections' last records are written by then).
+    pub exit: CancellationToken,
     /// How long they may run on.
     pub grace: Duration,
 }
@@ -27,6 +30,7 @@ impl Shutdown {
             token: CancellationToken::new(),
             stop: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            exit: CancellationToken::new(),
             grace,
         }
     }

@@ -11,6 +11,7 @@ mod files_http;
 mod openapi;
 mod ops;
 mod proxy;
+mod workers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -105,6 +106,8 @@ pub struct HttpListener {
     router: Router,
     admission: Admission,
     header_timeout: Duration,
+    /// Where connections run: the worker runtimes (main listener), or the current runtime.
+    workers: Option<Arc<workers::Workers>>,
 }
 
 /// A bound listener that serves only `/metrics`, without authentication (`metrics_listen`).
@@ -140,8 +143,12 @@ pub async fn bind(
         tls: tls.is_some(),
     };
     let router = build_router(state);
+    let listener = bind_socket(addr).await?;
+    let workers = workers::Workers::start(workers::default_count(), &core.shutdown.exit)
+        .map_err(|source| HttpError::Bind { addr, source })?;
     Ok(HttpListener {
-        listener: bind_socket(addr).await?,
+        listener,
+        workers: Some(Arc::new(workers)),
         tls,
         router,
         admission: Admission::new(
@@ -166,6 +173,7 @@ pub async fn bind_metrics(
         router,
         admission: Admission::new(64, 0),
         header_timeout: Duration::from_secs(10),
+        workers: None,
         core,
     }))
 }
@@ -253,7 +261,7 @@ impl HttpListener {
             let builder = builder.clone();
             let trusted = self.core.clone();
             let stop = shutdown.stop.clone();
-            shutdown.tasks.spawn(async move {
+            let serve = move |stream: tokio::net::TcpStream| async move {
                 let _guard = guard;
                 // Past the grace period the connection is dropped: handlers still running (an
                 // upload) are cancelled, and their guards abort and record what they held.
@@ -301,7 +309,22 @@ impl HttpListener {
                 if let Err(e) = result {
                     tracing::debug!(%remote, error = %e, "http connection ended with an error");
                 }
-            });
+            };
+            match &self.workers {
+                // Moved to a worker's reactor: deregistered here, registered there.
+                Some(w) => match stream.into_std() {
+                    Ok(std) => w.spawn(shutdown.tasks.track_future(async move {
+                        match tokio::net::TcpStream::from_std(std) {
+                            Ok(stream) => serve(stream).await,
+                            Err(e) => tracing::debug!(%remote, error = %e, "http connection lost in the hand-off"),
+                        }
+                    })),
+                    Err(e) => tracing::debug!(%remote, error = %e, "http connection lost in the hand-off"),
+                },
+                None => {
+                    shutdown.tasks.spawn(serve(stream));
+                }
+            }
         }
         // Stop accepting; tell keep-alive connections to close after their current request.
         let grace = shutdown.grace;

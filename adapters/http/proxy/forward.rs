@@ -53,6 +53,21 @@ pub(crate) fn client() -> Result<Client, String> {
     )
 }
 
+thread_local! {
+    /// This thread's upstream pool (built on first use; `None` if building failed). An HTTP
+    /// worker's requests then reuse connections whose tasks run on the same thread.
+    static LOCAL: std::cell::OnceCell<Option<Client>> = const { std::cell::OnceCell::new() };
+}
+
+/// The calling thread's client: its own pool, or `shared` if one could not be built.
+pub(crate) fn local(shared: &Client) -> Client {
+    LOCAL.with(|c| {
+        c.get_or_init(|| client().ok())
+            .clone()
+            .unwrap_or_else(|| shared.clone())
+    })
+}
+
 /// Whether the request asks to switch to WebSocket: the only upgrade spliced through. Any other
 /// `Upgrade` (h2c, a custom protocol) is a hop-by-hop header and is dropped, so the request is
 /// forwarded as plain HTTP.

@@ -366,9 +366,13 @@ async fn run_route(
             );
         };
         let sent = Instant::now();
-        let result = forward::send(&state.proxy.client, upstream_req, route.timeout)
-            .await
-            .ok_or(());
+        let result = forward::send(
+            &forward::local(&state.proxy.client),
+            upstream_req,
+            route.timeout,
+        )
+        .await
+        .ok_or(());
         metrics::histogram!(telemetry::PROXY_UPSTREAM_SECONDS, "route" => route.name.clone(), "upstream" => target.label.clone())
             .record(sent.elapsed().as_secs_f64());
         let can_retry = replayable && tried.len() <= route.retries as usize;
@@ -540,7 +544,7 @@ async fn run_aggregate(
         .as_ref()
         .map(|s| s.principal.name().to_string());
     let (resp, failed) = aggregate::run(
-        &state.proxy.client,
+        &forward::local(&state.proxy.client),
         agg,
         req.headers().get("x-request-id"),
         user.as_deref(),
