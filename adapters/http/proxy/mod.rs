@@ -169,12 +169,14 @@ pub(crate) async fn handle(State(state): State<AppState>, mut req: Request) -> R
             }
             (e.into_response(), r.name.clone())
         }
+        // Boxed: these futures are large, and every layer above moves (memcpy) whatever it
+        // holds; a box keeps those moves to a pointer (memmove was 6% of a proxied request).
         RouteMatch::Aggregate(a) => (
-            run_aggregate(&state, a, req, remote, started).await,
+            Box::pin(run_aggregate(&state, a, req, remote, started)).await,
             a.name.clone(),
         ),
         RouteMatch::Route(r) => (
-            run_route(&state, r, req, remote, started).await,
+            Box::pin(run_route(&state, r, req, remote, started)).await,
             r.name.clone(),
         ),
     };
