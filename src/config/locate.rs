@@ -60,12 +60,29 @@ impl fmt::Display for KeyPath {
         }
         for (i, seg) in self.0.iter().enumerate() {
             match seg {
-                Seg::Key(k) if i == 0 => write!(f, "{k}")?,
-                Seg::Key(k) => write!(f, ".{k}")?,
+                Seg::Key(k) => {
+                    if i > 0 {
+                        f.write_str(".")?;
+                    }
+                    write_key(f, k)?;
+                }
                 Seg::Index(n) => write!(f, "[{n}]")?,
             }
         }
         Ok(())
+    }
+}
+
+/// A key as TOML writes it: bare when it can be, else quoted (an empty key, or one with a dot
+/// or a space, would otherwise vanish or read as several keys).
+fn write_key(f: &mut fmt::Formatter<'_>, k: &str) -> fmt::Result {
+    let bare = !k.is_empty()
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if bare {
+        f.write_str(k)
+    } else {
+        write!(f, "{k:?}")
     }
 }
 
@@ -120,6 +137,13 @@ mod tests {
     fn prints_paths() {
         let p = KeyPath::root().key("users").index(2).key("groups").index(0);
         assert_eq!(p.to_string(), "users[2].groups[0]");
+        // Keys that are not bare are quoted, as TOML writes them (an empty key named nothing).
+        let p = KeyPath::root()
+            .key("http")
+            .key("")
+            .key("a.b")
+            .key("s3-lake_2");
+        assert_eq!(p.to_string(), r#"http.""."a.b".s3-lake_2"#);
     }
 
     #[test]
