@@ -32,6 +32,24 @@ pub enum LogFormat {
     Json,
 }
 
+/// A metric label value that clones without allocating (an `Arc<str>` inside).
+pub type Label = metrics::SharedString;
+
+/// A label from a name known only at run time (a route, an upstream), built once.
+pub fn label(name: &str) -> Label {
+    Label::from(std::sync::Arc::<str>::from(name))
+}
+
+/// The `status` label of an HTTP status code, without formatting one per request.
+pub fn status_label(status: http::StatusCode) -> Label {
+    static LABELS: std::sync::LazyLock<Vec<Label>> =
+        std::sync::LazyLock::new(|| (0..1000u16).map(|c| label(&c.to_string())).collect());
+    LABELS
+        .get(usize::from(status.as_u16()))
+        .cloned()
+        .unwrap_or_else(|| label(status.as_str()))
+}
+
 /// Installs the global tracing subscriber. `RUST_LOG` overrides `default_level`.
 pub fn init_logging(format: LogFormat, default_level: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {

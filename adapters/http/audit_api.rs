@@ -78,7 +78,8 @@ pub(crate) async fn audit(
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    resp.extensions_mut().insert(RouteLabel("audit".into()));
+    resp.extensions_mut()
+        .insert(RouteLabel(crate::telemetry::Label::const_str("audit")));
     resp
 }
 

@@ -113,7 +113,8 @@ async fn files(
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    resp.extensions_mut().insert(RouteLabel("files".into()));
+    resp.extensions_mut()
+        .insert(RouteLabel(crate::telemetry::Label::const_str("files")));
     resp
 }
 

@@ -19,7 +19,7 @@ use crate::telemetry;
 /// The route label a handler sets on its response for metrics (`files`, `audit`, a proxy
 /// route's name, ...).
 #[derive(Debug, Clone)]
-pub(crate) struct RouteLabel(pub String);
+pub(crate) struct RouteLabel(pub telemetry::Label);
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -122,24 +122,25 @@ pub(crate) async fn require_host(req: Request, next: Next) -> Response {
 pub(crate) async fn trace(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
-    // The path only: query strings may carry tokens.
-    let path = req.uri().path().to_string();
-    let request_id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    // Kept by reference count, not copied: the path (only; query strings may carry tokens)
+    // and the request id are read only for the log line.
+    let uri = req.uri().clone();
+    let request_id = req.headers().get("x-request-id").cloned();
     let resp = next.run(req).await;
     let status = resp.status();
     let route = resp
         .extensions()
         .get::<RouteLabel>()
-        .map_or("other", |r| r.0.as_str())
-        .to_string();
+        .map_or_else(|| telemetry::Label::const_str("other"), |r| r.0.clone());
     let elapsed = start.elapsed();
-    metrics::histogram!(telemetry::HTTP_SECONDS, "route" => route.clone(), "status" => status.as_u16().to_string())
+    metrics::histogram!(telemetry::HTTP_SECONDS, "route" => route.clone(), "status" => telemetry::status_label(status))
         .record(elapsed.as_secs_f64());
+    let path = uri.path();
+    let request_id = request_id
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let route = route.as_ref();
     if status.is_server_error() {
         tracing::warn!(%method, %path, status = status.as_u16(), %route, %request_id, ms = elapsed.as_millis() as u64, "http request");
     } else {

@@ -39,6 +39,8 @@ use upstream::Pool;
 struct RouteState {
     pool: Arc<Pool>,
     limits: limit::Limits,
+    /// The route's name as a metric label (built once).
+    label: telemetry::Label,
 }
 
 /// Everything the proxy keeps between requests.
@@ -74,6 +76,7 @@ impl Proxy {
                 RouteState {
                     pool,
                     limits: limit::Limits::new(r.rate_limit, r.global_rate_limit),
+                    label: telemetry::label(&r.name),
                 },
             );
         }
@@ -155,7 +158,7 @@ pub(crate) async fn handle(State(state): State<AppState>, mut req: Request) -> R
     let (resp, label) = match core.routes.find(req.method().as_str(), req.uri().path()) {
         RouteMatch::None => (
             ApiError::not_found("no such endpoint").into_response(),
-            "none".to_string(),
+            telemetry::Label::const_str("none"),
         ),
         RouteMatch::MethodNotAllowed(r) => {
             let allow = r.methods.as_ref().map(|m| m.join(", ")).unwrap_or_default();
@@ -167,23 +170,31 @@ pub(crate) async fn handle(State(state): State<AppState>, mut req: Request) -> R
             if let Ok(v) = HeaderValue::from_str(&allow) {
                 e = e.with_header(header::ALLOW, v);
             }
-            (e.into_response(), r.name.clone())
+            (e.into_response(), route_label(&state, r))
         }
         // Boxed: these futures are large, and every layer above moves (memcpy) whatever it
         // holds; a box keeps those moves to a pointer (memmove was 6% of a proxied request).
         RouteMatch::Aggregate(a) => (
             Box::pin(run_aggregate(&state, a, req, remote, started)).await,
-            a.name.clone(),
+            telemetry::label(&a.name),
         ),
         RouteMatch::Route(r) => (
             Box::pin(run_route(&state, r, req, remote, started)).await,
-            r.name.clone(),
+            route_label(&state, r),
         ),
     };
     let mut resp = resp;
-    metrics::counter!(telemetry::PROXY_REQUESTS, "route" => label.clone(), "status" => resp.status().as_u16().to_string()).increment(1);
+    metrics::counter!(telemetry::PROXY_REQUESTS, "route" => label.clone(), "status" => telemetry::status_label(resp.status())).increment(1);
     resp.extensions_mut().insert(RouteLabel(label));
     resp
+}
+
+fn route_label(state: &AppState, r: &Route) -> telemetry::Label {
+    state
+        .proxy
+        .routes
+        .get(&r.name)
+        .map_or_else(|| telemetry::label(&r.name), |rs| rs.label.clone())
 }
 
 fn gateway_error(status: StatusCode, code: &'static str, msg: &str) -> ApiError {
@@ -375,7 +386,7 @@ async fn run_route(
         )
         .await
         .ok_or(());
-        metrics::histogram!(telemetry::PROXY_UPSTREAM_SECONDS, "route" => route.name.clone(), "upstream" => target.label.clone())
+        metrics::histogram!(telemetry::PROXY_UPSTREAM_SECONDS, "route" => rs.label.clone(), "upstream" => target.metric.clone())
             .record(sent.elapsed().as_secs_f64());
         let can_retry = replayable && tried.len() <= route.retries as usize;
         match result {
