@@ -399,7 +399,7 @@ def check_audit_flood(scratch):
             c = http.client.HTTPConnection(HOST, gw.http, timeout=30)
             done = bad = 0
             while time.monotonic() < deadline:
-                c.request("PUT", "/v1/files/flood/c%d-%07d.bin" % (k, done), body=body,
+                c.request("PUT", "/v1/files/c%d-%07d.bin" % (k, done), body=body,
                           headers={"Authorization": auth})
                 r = c.getresponse()
                 r.read()

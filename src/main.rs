@@ -14,11 +14,6 @@ use gatehouse::identity::{api_key, password};
 use gatehouse::serve;
 use gatehouse::telemetry::LogFormat;
 
-/// mimalloc: glibc's malloc/free (arena locks, consolidation) were about a tenth of the CPU of
-/// a proxied request under load (bench/proxy.sh, perf record).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     // Pick the one crypto provider before anything builds a TLS config (see notes/crates.md).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();

@@ -72,7 +72,7 @@ pub(super) async fn run(
     live: Arc<Live>,
 ) {
     let (r, w) = tokio::io::split(stream);
-    let mut writer = BufWriter::with_capacity(512 * 1024, w);
+    let mut writer = BufWriter::with_capacity(64 * 1024, w);
     let mut s = SftpSession {
         core,
         session,
@@ -120,7 +120,7 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
     queued: Arc<std::sync::atomic::AtomicUsize>,
     session: String,
 ) {
-    let mut reader = BufReader::with_capacity(256 * 1024, r);
+    let mut reader = BufReader::with_capacity(64 * 1024, r);
     while let Ok(len) = reader.read_u32().await {
         if len == 0 || len > MAX_PACKET {
             tracing::debug!(%session, len, "sftp packet length out of range; closing");

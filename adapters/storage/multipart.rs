@@ -18,7 +18,7 @@ use crate::vfs::backend::{StorageError, StorageErrorKind};
 /// Longest a failed upload waits for its abort before answering the client.
 const ABORT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Parts uploading at once per upload.
-pub(super) const PARTS_IN_FLIGHT: usize = 4;
+pub(super) const PARTS_IN_FLIGHT: usize = 2;
 
 fn store_err(e: object_store::Error) -> StorageError {
     super::object::map_err(e)
@@ -139,7 +139,9 @@ pub(super) struct Multipart {
     path: Path,
     id: MultipartId,
     part_size: usize,
-    buf: BytesMut,
+    /// The next part's bytes as received (no copy into one buffer; `buffered` bytes).
+    buf: Vec<Bytes>,
+    buffered: usize,
     parts: Vec<Option<PartId>>,
     in_flight: JoinSet<(usize, Result<PartId, object_store::Error>)>,
     entry: Option<JournalEntry>,
@@ -168,7 +170,8 @@ impl Multipart {
             path,
             id,
             part_size,
-            buf: BytesMut::new(),
+            buf: Vec::new(),
+            buffered: 0,
             parts: Vec::new(),
             in_flight: JoinSet::new(),
             entry,
@@ -177,16 +180,33 @@ impl Multipart {
         Ok(mp)
     }
 
-    fn send_part(&mut self, data: Bytes) {
+    fn send_part(&mut self, data: PutPayload) {
         let idx = self.parts.len();
         self.parts.push(None);
         let (store, path, id) = (self.store.clone(), self.path.clone(), self.id.clone());
         self.in_flight.spawn(async move {
-            let r = store
-                .put_part(&path, &id, idx, PutPayload::from(data))
-                .await;
+            let r = store.put_part(&path, &id, idx, data).await;
             (idx, r)
         });
+    }
+
+    /// The first `part_size` buffered bytes, as the chunks they arrived in (the last one split).
+    fn take_part(&mut self) -> PutPayload {
+        let mut want = self.part_size.min(self.buffered);
+        let mut chunks = Vec::new();
+        while want > 0 && !self.buf.is_empty() {
+            let first = &mut self.buf[0];
+            if first.len() <= want {
+                want -= first.len();
+                chunks.push(self.buf.remove(0));
+            } else {
+                chunks.push(first.split_to(want));
+                want = 0;
+            }
+        }
+        let part: PutPayload = chunks.into_iter().collect();
+        self.buffered -= part.content_length();
+        part
     }
 
     async fn reap_one(&mut self) -> Result<(), StorageError> {
@@ -203,12 +223,13 @@ impl Multipart {
 
     /// Adds bytes; full parts go up, at most [`PARTS_IN_FLIGHT`] at once (backpressure).
     pub async fn write(&mut self, data: Bytes) -> Result<(), StorageError> {
-        self.buf.extend_from_slice(&data);
-        while self.buf.len() >= self.part_size {
+        self.buffered += data.len();
+        self.buf.push(data);
+        while self.buffered >= self.part_size {
             while self.in_flight.len() >= PARTS_IN_FLIGHT {
                 self.reap_one().await?;
             }
-            let part = self.buf.split_to(self.part_size).freeze();
+            let part = self.take_part();
             self.send_part(part);
         }
         Ok(())
@@ -217,8 +238,9 @@ impl Multipart {
     /// Sends the last part, waits for all, completes. The journal entry goes either way: a
     /// failed completion is aborted here (or left to the sweep).
     pub async fn complete(mut self) -> Result<PutResult, StorageError> {
-        if !self.buf.is_empty() || self.parts.is_empty() {
-            let last = std::mem::take(&mut self.buf).freeze();
+        if self.buffered > 0 || self.parts.is_empty() {
+            let last: PutPayload = std::mem::take(&mut self.buf).into_iter().collect();
+            self.buffered = 0;
             self.send_part(last);
         }
         let mut result = Ok(());
