@@ -32,6 +32,9 @@ pub(super) struct Capacity {
     pub(super) changed: tokio::sync::Notify,
     /// Preallocation kept ahead when nothing is reserved (`[audit] reserve_bytes`).
     pub(super) floor: u64,
+    /// When the log last took a write (records or a probe), in µs since `epoch`; 0 = never.
+    written_us: AtomicU64,
+    epoch: std::time::Instant,
 }
 
 impl Capacity {
@@ -42,7 +45,25 @@ impl Capacity {
             reserved: AtomicU64::new(0),
             changed: tokio::sync::Notify::new(),
             floor,
+            written_us: AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
         }
+    }
+
+    /// The log just took a write.
+    pub(super) fn mark_written(&self) {
+        let us = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.written_us.store(us.max(1), Ordering::Release);
+    }
+
+    /// Whether the log took a write within `window` (and nothing failed since).
+    pub(super) fn written_within(&self, window: std::time::Duration) -> bool {
+        let at = self.written_us.load(Ordering::Acquire);
+        if at == 0 || !self.healthy.load(Ordering::Acquire) {
+            return false;
+        }
+        let now = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+        now.saturating_sub(at) < u64::try_from(window.as_micros()).unwrap_or(u64::MAX)
     }
 
     /// Why records cannot be counted on now, if they cannot.

@@ -311,6 +311,7 @@ impl Writer {
             let result = self.write(buf.as_bytes());
             match result {
                 Ok(()) => {
+                    self.capacity.mark_written();
                     for (seq, ack) in acks {
                         let _ = ack.send(Ok(seq));
                     }
@@ -340,10 +341,14 @@ impl Writer {
                 (None, Some(e)) => Err(e),
                 (None, None) => self.probe.run(&self.opts.dir),
             };
-            if let Err(e) = &r {
-                self.capacity.healthy.store(false, Ordering::Release);
-                self.capacity.changed.notify_waiters();
-                tracing::error!(error = %e, "audit log cannot be written; operations are refused");
+            match &r {
+                Err(e) => {
+                    self.capacity.healthy.store(false, Ordering::Release);
+                    self.capacity.changed.notify_waiters();
+                    tracing::error!(error = %e, "audit log cannot be written; operations are refused");
+                }
+                // Only the (None, None) arm can succeed: the probe itself wrote.
+                Ok(()) => self.capacity.mark_written(),
             }
             for ack in probes {
                 let _ = ack.send(r.clone());
