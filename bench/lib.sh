@@ -501,7 +501,7 @@ compare_rate() {
     local r side secs value ph c0 c1 cpu out="$BENCH_DIR/side.out"
     local -A runs=([inc]="" [gh]="") cpus=([inc]="" [gh]="")
     local cpu_unit="CPU ms/MiB" cpu_scale=1000
-    if [[ "$unit" != MiB/s ]]; then cpu_unit="CPU us/${unit%/s}" cpu_scale=1000000; fi
+    if [[ "$unit" != MiB/s ]]; then cpu_unit="CPU us/${unit%s/s}" cpu_scale=1000000; fi
     bench_log "$label"
     for ((r = 1 - BENCH_WARMUP; r <= RUNS; r++)); do
         for side in inc gh; do
@@ -801,9 +801,14 @@ nginx_prefix() {
 
 # nginx_http_common PREFIX: the http{} lines every instance shares.
 nginx_http_common() {
-    local p=$1
+    local p=$1 access="access_log off;"
+    # NGINX_ACCESS_LOG=1: the static server and the proxy log every request (as gatehouse audits
+    # every one); the upstream never does.
+    if [[ "${NGINX_ACCESS_LOG:-0}" == 1 && "$p" != *nginx-upstream ]]; then
+        access="access_log $p/logs/access.log;"
+    fi
     cat <<EOF
-    access_log off;
+    $access
     keepalive_requests 1000000;
     client_body_temp_path $p/tmp/body;
     proxy_temp_path $p/tmp/proxy;
