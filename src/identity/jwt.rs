@@ -21,7 +21,16 @@ pub struct JwtVerifier {
     audience: Option<String>,
     user_claim: String,
     leeway: u64,
+    /// Tokens that verified recently (salted sha256 of the token → user and `exp`), so a client
+    /// sending the same token with every request costs one signature check per minute, not one
+    /// per request (an RS256 check is tens of microseconds). Successes only; `exp` is checked
+    /// again on every hit.
+    verified: moka::sync::Cache<[u8; 32], (String, u64)>,
+    salt: [u8; 32],
 }
+
+/// How long a verified token is remembered (never past its `exp`).
+const VERIFIED_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl std::fmt::Debug for JwtVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -89,11 +98,41 @@ impl JwtVerifier {
             audience: cfg.audience.clone(),
             user_claim: cfg.user_claim.clone(),
             leeway: cfg.leeway_secs,
+            verified: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(VERIFIED_TTL)
+                .build(),
+            salt: rand::random(),
         })
     }
 
-    /// The user a valid token names, or why the token was refused (for the audit log).
+    /// The user a valid token names (see [`Self::verify_uncached`]), from the cache of tokens
+    /// that verified within the last minute when it is there and not yet expired.
     pub fn verify(&self, token: &str) -> Result<String, &'static str> {
+        use sha2::{Digest, Sha256};
+        let key: [u8; 32] = Sha256::new()
+            .chain_update(self.salt)
+            .chain_update(token.as_bytes())
+            .finalize()
+            .into();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if let Some((user, exp)) = self.verified.get(&key) {
+            if now <= exp.saturating_add(self.leeway) {
+                return Ok(user);
+            }
+            self.verified.invalidate(&key);
+            return Err("expired");
+        }
+        let (user, exp) = self.verify_uncached(token)?;
+        self.verified.insert(key, (user.clone(), exp));
+        Ok(user)
+    }
+
+    /// The user a valid token names and its `exp`, or why the token was refused (for the
+    /// audit log).
+    fn verify_uncached(&self, token: &str) -> Result<(String, u64), &'static str> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| "malformed token or unknown algorithm")?;
         if !self.algorithms.contains(&header.alg) {
@@ -143,11 +182,18 @@ impl JwtVerifier {
                     _ => "invalid token",
                 }
             })?;
-        data.claims
+        let exp = data
+            .claims
+            .get("exp")
+            .and_then(|v| v.as_u64().or_else(|| v.as_f64().map(|f| f as u64)))
+            .ok_or("missing a required claim")?;
+        let user = data
+            .claims
             .get(&self.user_claim)
             .and_then(|v| v.as_str())
             .map(str::to_string)
-            .ok_or("token does not name a user")
+            .ok_or("token does not name a user")?;
+        Ok((user, exp))
     }
 }
 
@@ -221,5 +267,25 @@ mod tests {
         );
         assert!(v.verify(&none).is_err());
         assert!(v.verify("garbage").is_err());
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires() {
+        let v = JwtVerifier::new(&cfg()).unwrap();
+        let t = token(
+            serde_json::json!({"sub": "acme", "exp": now() + 1, "iss": "https://id.example", "aud": "gatehouse"}),
+            SECRET,
+        );
+        assert_eq!(v.verify(&t), Ok("acme".into()));
+        assert_eq!(v.verify(&t), Ok("acme".into())); // from the cache
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        assert_eq!(v.verify(&t), Err("expired"));
+        // A refused token is never remembered: a good one with the same claims still works.
+        let other = token(
+            serde_json::json!({"sub": "acme", "exp": now() + 60, "iss": "https://id.example", "aud": "gatehouse"}),
+            "another-secret-another-secret-xx",
+        );
+        assert_eq!(v.verify(&other), Err("bad signature"));
+        assert_eq!(v.verify(&other), Err("bad signature"));
     }
 }
