@@ -265,6 +265,15 @@ pub trait Backend: Send + Sync + fmt::Debug {
     async fn list(&self, dir: &Key) -> Result<EntryStream, StorageError>;
     /// Content of `key`, whole or a byte range (end clamped to the size).
     async fn read(&self, key: &Key, range: Option<Range<u64>>) -> Result<ByteStream, StorageError>;
+    /// `stat`, and for a small file its whole content too, in one step where the backend can
+    /// (local disk: one trip to the blocking pool instead of two for a small download). Default:
+    /// `stat` only; the content is read when asked for.
+    async fn stat_and_read(
+        &self,
+        key: &Key,
+    ) -> Result<Option<(Entry, Option<ByteStream>)>, StorageError> {
+        Ok(self.stat(key).await?.map(|e| (e, None)))
+    }
     /// Starts a staged write.
     async fn stage(&self, key: &Key, mode: StageMode)
     -> Result<Box<dyn StagedWrite>, StorageError>;

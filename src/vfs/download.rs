@@ -53,6 +53,7 @@ impl Download {
         backend: Arc<dyn Backend>,
         key: Key,
         entry: Entry,
+        prefetched: Option<ByteStream>,
     ) -> Self {
         let entry_size = entry.size;
         Self {
@@ -62,7 +63,8 @@ impl Download {
             backend,
             key,
             entry,
-            stream: None,
+            // The whole content from offset 0, when the backend read it with the stat.
+            stream: prefetched,
             pos: 0,
             pending: Bytes::new(),
             hasher: Some(Sha256::new()),
@@ -154,7 +156,16 @@ impl Download {
         let end = range
             .as_ref()
             .map_or(self.entry.size, |r| r.end.min(self.entry.size));
-        let inner = match self.backend.read(&self.key, range).await {
+        let whole = start == 0 && end == self.entry.size && self.pos == 0;
+        let prefetched = self
+            .stream
+            .take()
+            .filter(|_| whole && self.pending.is_empty());
+        let read = match prefetched {
+            Some(s) => Ok(s),
+            None => self.backend.read(&self.key, range).await,
+        };
+        let inner = match read {
             Ok(s) => s,
             Err(e) => {
                 let err = Error::from(e);

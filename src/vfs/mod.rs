@@ -232,7 +232,7 @@ impl Vfs {
         // A download is recorded when it ends: refuse it now if that record could not be.
         self.audit.ready().await?;
         let resolved = self.open_read_full(&t.full).await;
-        let (backend, key, entry) = match resolved {
+        let (backend, key, entry, prefetched) = match resolved {
             Ok(x) => x,
             Err(e) => {
                 return self
@@ -247,16 +247,24 @@ impl Vfs {
             backend,
             key,
             entry,
+            prefetched,
         ))
     }
 
-    async fn open_read_full(&self, full: &VPath) -> Result<(Arc<dyn Backend>, Key, Entry), Error> {
+    async fn open_read_full(
+        &self,
+        full: &VPath,
+    ) -> Result<(Arc<dyn Backend>, Key, Entry, Option<backend::ByteStream>), Error> {
         let (m, key) = self.mounts.resolve(full).ok_or(Error::NotFound)?;
-        let entry = m.backend.stat(&key).await?.ok_or(Error::NotFound)?;
+        let (entry, prefetched) = m
+            .backend
+            .stat_and_read(&key)
+            .await?
+            .ok_or(Error::NotFound)?;
         if entry.is_dir() || key.is_root() {
             return Err(Error::WrongKind("is a directory"));
         }
-        Ok((m.backend.clone(), key, entry))
+        Ok((m.backend.clone(), key, entry, prefetched))
     }
 
     /// Starts an upload. Needs `write` for a new file, `overwrite` for an existing one.
