@@ -189,6 +189,20 @@ pub(crate) async fn handle(State(state): State<AppState>, mut req: Request) -> R
     resp
 }
 
+/// A refusal: its detached `denied` record, and the response.
+fn denied(
+    audit: &AuditLog,
+    session: Option<&Session>,
+    remote: SocketAddr,
+    path: &str,
+    resp: ApiError,
+    detail: String,
+) -> Response {
+    let ev = proxy_event(session, remote, path, resp.status, Outcome::Denied, detail);
+    audit.record_detached(ev);
+    resp.into_response()
+}
+
 fn route_label(state: &AppState, r: &Route) -> telemetry::Label {
     state
         .proxy
@@ -218,16 +232,14 @@ async fn run_route(
     let path = parts.uri.path().to_string();
     let audit = core.audit.clone();
     let deny = |session: Option<&Session>, resp: ApiError, why: String| {
-        let ev = proxy_event(
+        denied(
+            &audit,
             session,
             remote,
             &path,
-            resp.status,
-            Outcome::Denied,
+            resp,
             format!("route={} {why}", route.name),
-        );
-        audit.record_detached(ev);
-        resp.into_response()
+        )
     };
 
     // Phase: authenticate (and the route's users/groups).
@@ -528,16 +540,14 @@ async fn run_aggregate(
     let core = &state.core;
     let path = req.uri().path().to_string();
     let deny = |session: Option<&Session>, resp: ApiError, why: String| {
-        let ev = proxy_event(
+        denied(
+            &core.audit,
             session,
             remote,
             &path,
-            resp.status,
-            Outcome::Denied,
+            resp,
             format!("aggregate={} {why}", agg.name),
-        );
-        core.audit.record_detached(ev);
-        resp.into_response()
+        )
     };
     let caller = match authenticate(core, &agg.auth, &agg.access, req.headers(), remote).await {
         Ok(c) => c,
