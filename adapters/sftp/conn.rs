@@ -163,7 +163,7 @@ impl russh::server::Handler for SshConn {
                 session.channel_success(id)?;
                 let core = self.core.clone();
                 let live = self.live.clone();
-                self.core.shutdown.tasks.spawn(super::session::run(
+                self.core.shutdown.tasks.spawn(super::pump::run(
                     core,
                     user,
                     channel.into_stream(),

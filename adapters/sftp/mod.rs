@@ -6,6 +6,7 @@ mod attrs;
 mod conn;
 mod extended;
 mod kill;
+mod pump;
 mod session;
 mod status;
 

@@ -1,11 +1,5 @@
-//! The SFTP v3 protocol over one channel: russh-sftp's packet types, our own request loop, and
-//! each request mapped onto the core's virtual filesystem.
-//!
-//! Why our own loop instead of `russh_sftp::server::run`: that loop retries forever on a non-EOF
-//! stream error and flushes after every reply; ours stops on any stream error, writes replies
-//! into a buffer that is flushed only when no further request is already waiting (so pipelined
-//! reads from OpenSSH leave in large writes), and, when the stream ends, aborts uploads still open
-//! (nothing at the final path, an `upload error "interrupted"` record) before it returns.
+//! The SFTP v3 protocol over one channel: russh-sftp's packet types, and each request mapped
+//! onto the core's virtual filesystem (the request loop is in `pump.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,12 +7,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use russh::ChannelStream;
-use russh::server::Msg;
 use russh_sftp::protocol::{
     Attrs, Data, File, FileAttributes, Handle, Name, OpenFlags, Packet, Status, StatusCode, Version,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 
 use super::attrs::{attrs_of, file_of};
 use super::conn::Live;
@@ -61,93 +52,21 @@ pub(super) struct SftpSession {
     pub(super) live: Arc<Live>,
 }
 
-/// Request bytes that may wait unprocessed before the connection is judged abusive.
-const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
-
-/// Serves SFTP on `stream` until the client closes it or the connection drops.
-pub(super) async fn run(
-    core: Arc<Core>,
-    session: Session,
-    stream: ChannelStream<Msg>,
-    live: Arc<Live>,
-) {
-    let (r, w) = tokio::io::split(stream);
-    let mut writer = BufWriter::with_capacity(64 * 1024, w);
-    let mut s = SftpSession {
-        core,
-        session,
-        handles: HashMap::new(),
-        next_handle: 1,
-        live,
-    };
-    // russh stops its whole connection loop while a channel's inbound queue is full, so the
-    // channel must always be drained: a reader task moves requests into our own queue, capped
-    // in bytes; a client that outruns the cap is disconnected rather than deadlocked.
-    let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
-    let reader = tokio::spawn(read_requests(r, tx, queued.clone(), s.session.id.clone()));
-    while let Some(mut bytes) = rx.recv().await {
-        queued.fetch_sub(bytes.len(), std::sync::atomic::Ordering::AcqRel);
-        // A malformed request still names its id (after the type byte): answer that id, or the
-        // client waits for a reply that never comes.
-        let id = bytes
-            .get(1..5)
-            .and_then(|b| b.try_into().ok())
-            .map_or(0, u32::from_be_bytes);
-        let reply = match Packet::try_from(&mut bytes) {
-            Ok(p) => s.handle(p).await,
-            Err(_) => status(id, StatusCode::BadMessage, "malformed request"),
-        };
-        let Ok(out) = Bytes::try_from(reply) else {
-            break;
-        };
-        if writer.write_all(&out).await.is_err() {
-            break;
-        }
-        // Replies to pipelined requests leave together; flush once nothing more is waiting.
-        if rx.is_empty() && writer.flush().await.is_err() {
-            break;
-        }
-    }
-    reader.abort();
-    let _ = writer.shutdown().await;
-    s.close_all().await;
-}
-
-async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
-    r: R,
-    tx: tokio::sync::mpsc::UnboundedSender<Bytes>,
-    queued: Arc<std::sync::atomic::AtomicUsize>,
-    session: String,
-) {
-    let mut reader = BufReader::with_capacity(64 * 1024, r);
-    while let Ok(len) = reader.read_u32().await {
-        if len == 0 || len > MAX_PACKET {
-            tracing::debug!(%session, len, "sftp packet length out of range; closing");
-            break;
-        }
-        let mut buf = vec![0u8; len as usize];
-        if reader.read_exact(&mut buf).await.is_err() {
-            break;
-        }
-        let total = queued.fetch_add(buf.len(), std::sync::atomic::Ordering::AcqRel) + buf.len();
-        if total > MAX_QUEUED_BYTES {
-            tracing::warn!(%session, "sftp client sent more than {MAX_QUEUED_BYTES} bytes of requests ahead of the server; closing");
-            break;
-        }
-        if tx.send(Bytes::from(buf)).is_err() {
-            break;
-        }
-    }
-}
-
-fn status(id: u32, code: StatusCode, detail: &str) -> Packet {
+pub(super) fn status(id: u32, code: StatusCode, detail: &str) -> Packet {
     Packet::Status(Status {
         id,
         status_code: code,
         error_message: super::status::wording(code, detail),
         language_tag: "en-US".to_string(),
     })
+}
+
+/// A size change by SETSTAT/FSETSTAT: uploads stream, files are not truncated in place.
+fn no_truncate() -> Reply {
+    bad(
+        StatusCode::OpUnsupported,
+        "truncating files is not supported",
+    )
 }
 
 pub(super) fn ok(id: u32) -> Packet {
@@ -185,7 +104,7 @@ impl SftpSession {
         Ok(name)
     }
 
-    async fn handle(&mut self, p: Packet) -> Packet {
+    pub(super) async fn handle(&mut self, p: Packet) -> Packet {
         let id = p.get_request_id();
         let r = match p {
             Packet::Init(_) => return Packet::Version(self.version()),
@@ -464,10 +383,7 @@ impl SftpSession {
         if let Some(size) = attrs.size
             && size != e.size
         {
-            return Err(bad(
-                StatusCode::OpUnsupported,
-                "truncating files is not supported",
-            ));
+            return Err(no_truncate());
         }
         // Ownership and permission bits have no meaning on the gateway's storage: accepted and
         // ignored, as clients (WinSCP, `put -p`) send them after every upload.
@@ -495,10 +411,7 @@ impl SftpSession {
         if let (Some(size), Some(current)) = (attrs.size, current)
             && size != current
         {
-            return Err(bad(
-                StatusCode::OpUnsupported,
-                "truncating files is not supported",
-            ));
+            return Err(no_truncate());
         }
         match self.handles.get_mut(handle) {
             Some(Open::Write { mtime, .. }) => {
@@ -589,7 +502,7 @@ impl SftpSession {
     }
 
     /// The stream ended: finish downloads, abort uploads that were never closed.
-    async fn close_all(&mut self) {
+    pub(super) async fn close_all(&mut self) {
         for (_, h) in self.handles.drain() {
             match h {
                 Open::Read(dl) => {
