@@ -9,8 +9,16 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode};
 use http_body_util::BodyExt;
 
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::super::{ApiError, AppState};
+use super::caller::{authenticate, proxy_event};
 use super::forward::{Client, X_GATEHOUSE_USER};
+use super::{denied, rate_limited};
+use crate::audit::Outcome;
 use crate::route::Aggregate;
+use crate::session::Session;
 
 async fn fetch(
     client: &Client,
@@ -83,4 +91,69 @@ pub(crate) async fn run(
             .insert(HeaderName::from_static("x-gatehouse-partial"), v);
     }
     (resp, failed)
+}
+
+/// Runs an aggregate route: authenticate, rate limit, fan out, one detached record.
+pub(super) async fn handle(
+    state: &AppState,
+    agg: &Aggregate,
+    req: axum::extract::Request,
+    remote: SocketAddr,
+    started: Instant,
+) -> Response {
+    let core = &state.core;
+    let path = req.uri().path().to_string();
+    let deny = |session: Option<&Session>, resp: ApiError, why: String| {
+        denied(
+            &core.audit,
+            session,
+            remote,
+            &path,
+            resp,
+            format!("aggregate={} {why}", agg.name),
+        )
+    };
+    let caller = match authenticate(core, &agg.auth, &agg.access, req.headers(), remote).await {
+        Ok(c) => c,
+        Err((resp, why)) => return deny(None, resp, why),
+    };
+    if let Some(limits) = state.proxy.aggregates.get(&agg.name)
+        && let Err(wait) = limits.check(&caller.key)
+    {
+        return deny(
+            caller.session.as_ref(),
+            rate_limited(wait),
+            "rate limited".into(),
+        );
+    }
+    let user = caller
+        .session
+        .as_ref()
+        .map(|s| s.principal.name().to_string());
+    let (resp, failed) = run(
+        &super::forward::local(&state.proxy.client),
+        agg,
+        req.headers().get("x-request-id"),
+        user.as_deref(),
+        &remote.ip().to_string(),
+    )
+    .await;
+    let mut detail = format!(
+        "aggregate={} ms={}",
+        agg.name,
+        started.elapsed().as_millis()
+    );
+    if !failed.is_empty() {
+        detail.push_str(&format!(" partial={}", failed.join(",")));
+    }
+    let ev = proxy_event(
+        caller.session.as_ref(),
+        remote,
+        &path,
+        resp.status(),
+        Outcome::Ok,
+        detail,
+    );
+    core.audit.record_detached(ev);
+    resp
 }

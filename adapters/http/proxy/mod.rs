@@ -175,7 +175,7 @@ pub(crate) async fn handle(State(state): State<AppState>, mut req: Request) -> R
         // Boxed: these futures are large, and every layer above moves (memcpy) whatever it
         // holds; a box keeps those moves to a pointer (memmove was 6% of a proxied request).
         RouteMatch::Aggregate(a) => (
-            Box::pin(run_aggregate(&state, a, req, remote, started)).await,
+            Box::pin(aggregate::handle(&state, a, req, remote, started)).await,
             telemetry::label(&a.name),
         ),
         RouteMatch::Route(r) => (
@@ -190,7 +190,7 @@ pub(crate) async fn handle(State(state): State<AppState>, mut req: Request) -> R
 }
 
 /// A refusal: its detached `denied` record, and the response.
-fn denied(
+pub(super) fn denied(
     audit: &AuditLog,
     session: Option<&Session>,
     remote: SocketAddr,
@@ -530,72 +530,8 @@ fn finish_error(
     e.into_response()
 }
 
-async fn run_aggregate(
-    state: &AppState,
-    agg: &crate::route::Aggregate,
-    req: Request,
-    remote: SocketAddr,
-    started: Instant,
-) -> Response {
-    let core = &state.core;
-    let path = req.uri().path().to_string();
-    let deny = |session: Option<&Session>, resp: ApiError, why: String| {
-        denied(
-            &core.audit,
-            session,
-            remote,
-            &path,
-            resp,
-            format!("aggregate={} {why}", agg.name),
-        )
-    };
-    let caller = match authenticate(core, &agg.auth, &agg.access, req.headers(), remote).await {
-        Ok(c) => c,
-        Err((resp, why)) => return deny(None, resp, why),
-    };
-    if let Some(limits) = state.proxy.aggregates.get(&agg.name)
-        && let Err(wait) = limits.check(&caller.key)
-    {
-        return deny(
-            caller.session.as_ref(),
-            rate_limited(wait),
-            "rate limited".into(),
-        );
-    }
-    let user = caller
-        .session
-        .as_ref()
-        .map(|s| s.principal.name().to_string());
-    let (resp, failed) = aggregate::run(
-        &forward::local(&state.proxy.client),
-        agg,
-        req.headers().get("x-request-id"),
-        user.as_deref(),
-        &remote.ip().to_string(),
-    )
-    .await;
-    let mut detail = format!(
-        "aggregate={} ms={}",
-        agg.name,
-        started.elapsed().as_millis()
-    );
-    if !failed.is_empty() {
-        detail.push_str(&format!(" partial={}", failed.join(",")));
-    }
-    let ev = proxy_event(
-        caller.session.as_ref(),
-        remote,
-        &path,
-        resp.status(),
-        Outcome::Ok,
-        detail,
-    );
-    core.audit.record_detached(ev);
-    resp
-}
-
 /// `429` with `Retry-After` (whole seconds, at least 1).
-fn rate_limited(wait: std::time::Duration) -> ApiError {
+pub(super) fn rate_limited(wait: std::time::Duration) -> ApiError {
     let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
     gateway_error(
         StatusCode::TOO_MANY_REQUESTS,
