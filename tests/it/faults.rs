@@ -103,11 +103,13 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
+        lazy_umount(self.dir.path());
     }
+}
+
+/// Unmounts `dir` even while something still has it open (a test that failed midway).
+fn lazy_umount(dir: &Path) {
+    let _ = Command::new("umount").arg("-l").arg(dir).status();
 }
 
 /// A small ext4 filesystem on a loop device, which can be made to fail every write (the
@@ -182,10 +184,7 @@ impl Ext4 {
 
 impl Drop for Ext4 {
     fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.mnt.path())
-            .status();
+        lazy_umount(self.mnt.path());
     }
 }
 
@@ -444,25 +443,9 @@ fn a_full_disk_gives_each_door_its_error_and_leaves_nothing() {
     assert_eq!(rec["outcome"], "error");
 }
 
+/// The HTTP status of a curl request (the body is not needed).
 fn curl_code(args: &[&str]) -> u16 {
-    let out = run_with_timeout(
-        Command::new("curl")
-            .args([
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "--max-time",
-                "30",
-            ])
-            .args(args),
-        Duration::from_secs(40),
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0)
+    crate::http_files::curl(args).0
 }
 
 /// Download records so far.

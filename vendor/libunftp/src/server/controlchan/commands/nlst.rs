@@ -59,10 +59,7 @@ where
         }
         match session.data_cmd_tx.take() {
             Some(tx) => {
-                // gatehouse patch: the transfer counts as running from its 150 on, so a QUIT
-                // right after it waits for its reply (the data task set this only when it
-                // picked the command up).
-                session.transferring = true;
+                super::transfer_gate::started(&mut session); // gatehouse patch
                 tokio::spawn(async move {
                     if let Err(err) = tx.send(cmd).await {
                         slog::warn!(logger, "NLST: could not notify data channel to respond with NLST. {}", err);

@@ -20,6 +20,19 @@ pub(crate) enum Kind {
     ListDir,
 }
 
+/// gatehouse patch: the transfer counts as running from its `150`, so a QUIT right behind it
+/// waits for its reply (the data task set this only when it picked the command up, and a QUIT
+/// in between closed without the `226`). Cleared by the data task, or by the passive listener
+/// if the client never connects.
+pub(crate) fn started<Storage, User>(session: &mut Session<Storage, User>)
+where
+    User: UserDetail + 'static,
+    Storage: StorageBackend<User> + 'static,
+    Storage::Metadata: Metadata,
+{
+    session.transferring = true;
+}
+
 /// Asks the storage; on refusal, tears down the prepared data connection and returns the reply.
 pub(crate) async fn check<Storage, User>(session: &mut Session<Storage, User>, path: PathBuf, kind: Kind) -> Option<Reply>
 where
