@@ -140,7 +140,7 @@ pub(super) struct Multipart {
     id: MultipartId,
     part_size: usize,
     /// The next part's bytes as received (no copy into one buffer; `buffered` bytes).
-    buf: Vec<Bytes>,
+    buf: std::collections::VecDeque<Bytes>,
     buffered: usize,
     parts: Vec<Option<PartId>>,
     in_flight: JoinSet<(usize, Result<PartId, object_store::Error>)>,
@@ -170,7 +170,7 @@ impl Multipart {
             path,
             id,
             part_size,
-            buf: Vec::new(),
+            buf: std::collections::VecDeque::new(),
             buffered: 0,
             parts: Vec::new(),
             in_flight: JoinSet::new(),
@@ -194,11 +194,12 @@ impl Multipart {
     fn take_part(&mut self) -> PutPayload {
         let mut want = self.part_size.min(self.buffered);
         let mut chunks = Vec::new();
-        while want > 0 && !self.buf.is_empty() {
-            let first = &mut self.buf[0];
+        while want > 0
+            && let Some(first) = self.buf.front_mut()
+        {
             if first.len() <= want {
                 want -= first.len();
-                chunks.push(self.buf.remove(0));
+                chunks.extend(self.buf.pop_front());
             } else {
                 chunks.push(first.split_to(want));
                 want = 0;
@@ -224,7 +225,7 @@ impl Multipart {
     /// Adds bytes; full parts go up, at most [`PARTS_IN_FLIGHT`] at once (backpressure).
     pub async fn write(&mut self, data: Bytes) -> Result<(), StorageError> {
         self.buffered += data.len();
-        self.buf.push(data);
+        self.buf.push_back(data);
         while self.buffered >= self.part_size {
             while self.in_flight.len() >= PARTS_IN_FLIGHT {
                 self.reap_one().await?;
