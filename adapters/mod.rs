@@ -3,6 +3,8 @@
 
 pub mod ftp;
 pub mod http;
+pub(crate) mod http_client;
 pub mod sftp;
 pub mod storage;
 pub mod tls;
+pub mod webhook;

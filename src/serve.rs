@@ -48,6 +48,9 @@ pub enum ServeError {
     /// The audit log could not be opened or written.
     #[error("audit log: {0}")]
     Audit(#[from] AuditError),
+    /// Event delivery could not start.
+    #[error(transparent)]
+    Events(#[from] crate::events::EventsError),
     /// A backend could not be set up.
     #[error("backend {name}: {source}")]
     Backend {
@@ -140,7 +143,8 @@ pub async fn build_core(cfg: ValidConfig) -> Result<(Arc<Core>, Option<String>),
         MountTable::new(mounts),
         audit.clone(),
         shutdown.tasks.clone(),
-    );
+    )
+    .with_validation(cfg.validation.clone());
     for u in &cfg.users {
         if let Err(e) = vfs.ensure_dir_all(&u.home).await {
             tracing::warn!(user = %u.name, home = %u.home, error = %e, "cannot create the user's home directory");
@@ -216,6 +220,10 @@ pub async fn run(
         ),
     )
     .await?;
+    // Event delivery runs on until the sessions have ended, then saves its progress before the
+    // audit log closes.
+    let events_stop = tokio_util::sync::CancellationToken::new();
+    let events = start_events(&core, events_stop.clone())?;
     {
         // Multipart uploads whose abort failed (store down) are retried every few seconds (a
         // directory listing in the state dir when there is nothing to do).
@@ -287,11 +295,43 @@ pub async fn run(
     while tasks.join_next().await.is_some() {}
     core.shutdown.settle(|| core.user_sessions.total()).await;
     core.record_refusal_summary(REFUSAL_SUMMARY_SECS).await;
+    events_stop.cancel();
+    if let Some(ev) = &events
+        && tokio::time::timeout(Duration::from_secs(5), ev.stopped())
+            .await
+            .is_err()
+    {
+        tracing::warn!(
+            "event delivery did not stop within 5 s; undelivered events are sent at the next start"
+        );
+    }
     record_config(&core.audit, Outcome::Ok, detail).await?;
     core.audit.close().await?;
     core.shutdown.exit.cancel();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts webhook delivery when `[[events]]` are configured.
+fn start_events(
+    core: &Arc<Core>,
+    stop: tokio_util::sync::CancellationToken,
+) -> Result<Option<crate::events::Events>, ServeError> {
+    let sinks = core.config.events.clone();
+    if sinks.is_empty() {
+        return Ok(None);
+    }
+    let transport = adapters::webhook::Webhooks::new().map_err(crate::events::EventsError)?;
+    let n = sinks.len();
+    let ev = crate::events::Events::start(
+        sinks,
+        &core.config.config.gateway.state_dir,
+        core.audit.clone(),
+        Arc::new(transport),
+        stop,
+    )?;
+    tracing::info!(sinks = n, "event delivery started");
+    Ok(Some(ev))
 }
 
 fn log_listening(what: &str, addr: SocketAddr, extra: &str) {

@@ -15,6 +15,9 @@ pub(super) fn to_ftp(e: vfs::Error) -> Error {
         E::NotEmpty => ErrorKind::PermanentDirectoryNotEmpty,
         E::Unsupported(_) => ErrorKind::CommandNotImplemented,
         E::NoSpace => ErrorKind::InsufficientStorageSpaceError,
+        // 552 for a file over its size limit, 553 for content its rule refuses.
+        E::Invalid(r) if r.too_large => ErrorKind::ExceededStorageAllocationError,
+        E::Invalid(_) => ErrorKind::FileNameNotAllowedError,
         E::Backend(b) if b.kind == vfs::backend::StorageErrorKind::Transient => {
             tracing::warn!(error = %b, "storage error");
             ErrorKind::TransientFileNotAvailable

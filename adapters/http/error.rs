@@ -19,6 +19,8 @@ pub struct ApiError {
     pub message: String,
     /// Extra headers (`WWW-Authenticate`, `Retry-After`).
     pub headers: Vec<(header::HeaderName, HeaderValue)>,
+    /// What a `[[validate]]` rule found (422 `validation_failed`).
+    pub details: Vec<String>,
 }
 
 impl ApiError {
@@ -29,6 +31,7 @@ impl ApiError {
             code,
             message: message.into(),
             headers: Vec::new(),
+            details: Vec::new(),
         }
     }
 
@@ -97,6 +100,11 @@ impl From<vfs::Error> for ApiError {
                 tracing::error!(error = %a, "audit log unavailable");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", msg)
             }
+            E::Invalid(r) => {
+                let mut e = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", msg);
+                e.details = r.details.clone();
+                e
+            }
         }
     }
 }
@@ -108,6 +116,9 @@ pub struct ErrorBody {
     pub error: &'static str,
     /// What went wrong, for people. Never an internal path or backend detail.
     pub message: String,
+    /// For `validation_failed`: the first problems, each with its line or JSON pointer.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<String>,
 }
 
 impl IntoResponse for ApiError {
@@ -115,6 +126,7 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             error: self.code,
             message: self.message,
+            details: self.details,
         };
         let mut resp = (self.status, Json(body)).into_response();
         for (k, v) in self.headers {

@@ -53,6 +53,7 @@ pub(super) fn status_of(e: &vfs::Error) -> Reply {
         | E::WrongKind(_)
         | E::Backend(_)
         | E::Audit(_)
+        | E::Invalid(_)
         | E::NoSpace => StatusCode::Failure,
     };
     if let E::Backend(b) = e {

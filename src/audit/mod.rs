@@ -50,11 +50,13 @@ pub enum AuditAction {
     Proxy,
     /// Process events: start, stop, recovery.
     Config,
+    /// A webhook delivery of another record (`[[events]]`): delivered, given up, purged.
+    Event,
 }
 
 impl AuditAction {
     /// Every action.
-    pub const ALL: [AuditAction; 12] = [
+    pub const ALL: [AuditAction; 13] = [
         Self::Login,
         Self::Logout,
         Self::Upload,
@@ -67,6 +69,7 @@ impl AuditAction {
         Self::List,
         Self::Proxy,
         Self::Config,
+        Self::Event,
     ];
 
     /// The record word.
@@ -84,6 +87,7 @@ impl AuditAction {
             Self::List => "list",
             Self::Proxy => "proxy",
             Self::Config => "config",
+            Self::Event => "event",
         }
     }
 
@@ -278,6 +282,12 @@ impl AuditLog {
     /// The directory of the files.
     pub fn dir(&self) -> &std::path::Path {
         self.inner.dir()
+    }
+
+    /// The seq of the last record written to the files, updated after every batch: readers
+    /// of the files (event delivery) wait on it instead of polling.
+    pub fn written(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.written.subscribe()
     }
 
     /// Fails when records cannot be counted on now (the log is failing to write, or out of

@@ -63,6 +63,8 @@ pub(super) struct Handle {
     dir: PathBuf,
     detached: Arc<Detached>,
     pub(super) capacity: Arc<Capacity>,
+    /// Seq of the last record written (not necessarily synced).
+    pub(super) written: tokio::sync::watch::Sender<u64>,
 }
 
 impl Handle {
@@ -118,6 +120,7 @@ struct Writer {
     /// The filesystem cannot preallocate: headroom is its free space instead.
     no_fallocate: bool,
     probe: Probe,
+    written: tokio::sync::watch::Sender<u64>,
 }
 
 pub(super) fn start(opts: AuditOptions) -> Result<(Handle, Option<String>), AuditError> {
@@ -144,9 +147,11 @@ pub(super) fn start(opts: AuditOptions) -> Result<(Handle, Option<String>), Audi
         prealloc_end: 0,
         no_fallocate: false,
         probe: Probe::new(&opts.dir, opts.fsync == FsyncMode::Always),
+        written: tokio::sync::watch::Sender::new(tail.seq),
     };
     w.top_up();
     let capacity = w.capacity.clone();
+    let written = w.written.clone();
     let (tx, rx) = mpsc::channel();
     let detached = Arc::new(Detached::default());
     let queue = detached.clone();
@@ -171,6 +176,7 @@ pub(super) fn start(opts: AuditOptions) -> Result<(Handle, Option<String>), Audi
             dir: opts.dir,
             detached,
             capacity,
+            written,
         },
         repair,
     ))
@@ -312,6 +318,7 @@ impl Writer {
             match result {
                 Ok(()) => {
                     self.capacity.mark_written();
+                    self.written.send_replace(self.seq);
                     for (seq, ack) in acks {
                         let _ = ack.send(Ok(seq));
                     }

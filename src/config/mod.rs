@@ -2,6 +2,7 @@
 //! expansion and line-accurate errors (`load`), and cross-reference validation into a [`ValidConfig`]
 //! (`validate`). Unknown keys are errors everywhere (`deny_unknown_fields`).
 
+mod hooks;
 mod load;
 mod locate;
 mod routes;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use hooks::{CsvConfig, EventConfig, ValidateConfig};
 pub use load::{ConfigError, ConfigErrors, EnvLookup, load_file, load_str};
 pub use routes::{
     AggregateConfig, AggregatePartConfig, CacheConfig, HealthCheckConfig, RateLimitConfig,
@@ -114,6 +116,12 @@ pub struct Config {
     /// Fan-out aggregate endpoints.
     #[serde(default)]
     pub aggregates: Vec<AggregateConfig>,
+    /// Checks an upload must pass before it becomes visible.
+    #[serde(default)]
+    pub validate: Vec<ValidateConfig>,
+    /// Webhook receivers of upload (and other) events.
+    #[serde(default)]
+    pub events: Vec<EventConfig>,
 }
 
 /// `[gateway]`

@@ -143,6 +143,10 @@ pub struct ValidConfig {
     pub audit_dir: PathBuf,
     /// Peers whose `X-Forwarded-For` is believed (`[http] trusted_proxies`).
     pub trusted_proxies: Vec<IpNet>,
+    /// `[[validate]]` rules.
+    pub validation: crate::validation::Rules,
+    /// `[[events]]` receivers.
+    pub events: Vec<crate::events::Sink>,
     /// Settings that work but are likely not what was meant (`check` prints them, `serve` logs
     /// them).
     pub warnings: Vec<super::ConfigError>,
@@ -183,6 +187,8 @@ pub fn validate(config: Config) -> Result<(ValidConfig, Errors), Errors> {
 
     let backends = check_backends(&config, &mut errs);
     let mounts = check_mounts(&config, &mut errs);
+    let validation = super::hooks::check_validations(&config.validate, &mut errs);
+    let events = super::hooks::check_events(&config.events, &mut errs);
 
     let mut groups: HashMap<&str, ValidGroup> = HashMap::new();
     for (i, g) in config.groups.iter().enumerate() {
@@ -370,6 +376,8 @@ pub fn validate(config: Config) -> Result<(ValidConfig, Errors), Errors> {
             routes,
             audit_dir,
             trusted_proxies,
+            validation,
+            events,
             warnings: Vec::new(),
         },
         warnings,

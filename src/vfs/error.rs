@@ -41,6 +41,9 @@ pub enum Error {
     /// The backend failed.
     #[error("storage error: {0}")]
     Backend(StorageError),
+    /// A `[[validate]]` rule refused the file: it never became visible.
+    #[error("{0}")]
+    Invalid(crate::validation::Refusal),
     /// The audit log could not record the operation, so it failed closed.
     #[error(transparent)]
     Audit(#[from] AuditError),
@@ -63,7 +66,10 @@ impl From<StorageError> for Error {
 impl Error {
     /// True when the failure was a refusal (for audit `denied` vs `error`).
     pub fn is_denial(&self) -> bool {
-        matches!(self, Error::Denied { .. } | Error::InvalidPath(_))
+        matches!(
+            self,
+            Error::Denied { .. } | Error::InvalidPath(_) | Error::Invalid(_)
+        )
     }
 
     /// A message safe to show a client: no backend paths or internals.

@@ -50,6 +50,9 @@ impl Vfs {
             if !Arc::ptr_eq(&mf.backend, &mt.backend) || mf.path != mt.path {
                 return Err(Error::Unsupported("a hard link cannot cross mounts"));
             }
+            let source = mf.backend.stat(&kf).await?.ok_or(Error::NotFound)?;
+            self.check_moved(&mf.backend, &kf, &source, &tf.full, &tt.full)
+                .await?;
             Ok(mf.backend.hard_link(&kf, &kt).await?)
         }
         .await;

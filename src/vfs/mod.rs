@@ -37,6 +37,8 @@ pub struct Vfs {
     /// Where work that outlives its caller runs (an interrupted upload's abort and record), so
     /// shutdown waits for it.
     tasks: tokio_util::task::TaskTracker,
+    /// Checks uploads must pass before they become visible.
+    validation: crate::validation::Rules,
 }
 
 /// A resolved target: the user-view path, the full path, and where it lives.
@@ -52,7 +54,14 @@ impl Vfs {
             mounts: Arc::new(mounts),
             audit,
             tasks,
+            validation: crate::validation::Rules::default(),
         }
+    }
+
+    /// The same filesystem, checking uploads against `rules` before they become visible.
+    pub fn with_validation(mut self, rules: crate::validation::Rules) -> Self {
+        self.validation = rules;
+        self
     }
 
     /// The mount table.
@@ -312,9 +321,12 @@ impl Vfs {
                     CommitMode::Replace
                 };
                 Upload::start(
-                    self.audit.clone(),
-                    self.tasks.clone(),
-                    s.clone(),
+                    upload::Context {
+                        audit: self.audit.clone(),
+                        tasks: self.tasks.clone(),
+                        session: s.clone(),
+                        check: self.validation.check(t.full.as_str()),
+                    },
                     t.full.clone(),
                     m.backend.clone(),
                     key,
@@ -473,11 +485,57 @@ impl Vfs {
                     return Err(denied(Action::Overwrite, to));
                 }
             }
+            self.check_moved(&mf.backend, &kf, &source, &tf.full, &tt.full)
+                .await?;
             Ok(mf.backend.rename(&kf, &kt, no_overwrite).await?)
         }
         .await;
         self.finish(s, AuditAction::Rename, &tf, Some(&tt.full), r)
             .await
+    }
+
+    /// A file moved to where a `[[validate]]` rule applies must pass it, as if it were uploaded
+    /// there (WinSCP uploads to `name.filepart` and renames); one already under the same rule
+    /// passed it on upload. A directory cannot bring unchecked files along.
+    async fn check_moved(
+        &self,
+        backend: &Arc<dyn backend::Backend>,
+        key: &backend::Key,
+        source: &Entry,
+        from: &VPath,
+        to: &VPath,
+    ) -> Result<(), Error> {
+        use crate::validation::Refusal;
+        if self.validation.is_empty() {
+            return Ok(());
+        }
+        if source.is_dir() {
+            if self.validation.may_apply_below(to.as_str()) {
+                return Err(Error::Invalid(Refusal {
+                    too_large: false,
+                    details: vec![
+                        "a directory cannot be moved where [[validate]] rules apply; move its files one by one".into(),
+                    ],
+                }));
+            }
+            return Ok(());
+        }
+        let Some(rule) = self.validation.for_path(to.as_str()) else {
+            return Ok(());
+        };
+        if self
+            .validation
+            .for_path(from.as_str())
+            .is_some_and(|r| std::ptr::eq(r, rule))
+        {
+            return Ok(());
+        }
+        let mut check = self.validation.check(to.as_str()).ok_or(Error::NotFound)?;
+        let mut content = backend.read(key, None).await?;
+        while let Some(chunk) = content.next().await {
+            check.feed(&chunk?).map_err(Error::Invalid)?;
+        }
+        check.finish().map_err(Error::Invalid)
     }
 
     /// Sets a file's modification time (needs `overwrite`, or `write` for a file the user may

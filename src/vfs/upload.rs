@@ -13,6 +13,18 @@ use super::backend::{Backend, CommitMode, Key, StageMode, StagedWrite};
 use super::path::VPath;
 use crate::audit::{AuditAction, AuditEvent, AuditLog, Outcome};
 use crate::session::Session;
+use crate::validation::{Check, Refusal};
+
+/// Where an upload records and runs its clean-up, who writes it, and the check it must pass.
+pub(super) struct Context {
+    pub audit: AuditLog,
+    pub tasks: tokio_util::task::TaskTracker,
+    pub session: Session,
+    pub check: Option<Check>,
+}
+
+/// Bytes read back per step when a file written out of order is checked at commit.
+const RECHECK_CHUNK: usize = 256 * 1024;
 
 /// How an upload treats an existing file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +85,10 @@ pub struct Upload {
     commit_mode: CommitMode,
     /// Remarks for the audit record's detail.
     notes: Vec<String>,
+    /// The `[[validate]]` rule's check, fed as the bytes stream.
+    check: Option<Check>,
+    /// Refused by validation (recorded once, when it happened); later calls get it again.
+    refused: Option<Refusal>,
 }
 
 impl std::fmt::Debug for Upload {
@@ -82,11 +98,8 @@ impl std::fmt::Debug for Upload {
 }
 
 impl Upload {
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn start(
-        audit: AuditLog,
-        tasks: tokio_util::task::TaskTracker,
-        session: Session,
+        cx: Context,
         full: VPath,
         backend: Arc<dyn Backend>,
         key: Key,
@@ -97,9 +110,9 @@ impl Upload {
         let caps = backend.capabilities();
         let resume = caps.resume;
         let mut up = Self {
-            audit,
-            tasks,
-            session,
+            audit: cx.audit,
+            tasks: cx.tasks,
+            session: cx.session,
             full,
             backend,
             key,
@@ -113,6 +126,8 @@ impl Upload {
             random: false,
             commit_mode,
             notes: Vec::new(),
+            check: cx.check,
+            refused: None,
         };
         match mode {
             WriteMode::Replace | WriteMode::CreateNew => up.open_at(0).await?,
@@ -143,7 +158,13 @@ impl Upload {
         let mut prefix = self.backend.read(&self.key, Some(0..offset)).await?;
         use futures::StreamExt;
         while let Some(chunk) = prefix.next().await {
-            self.hasher.update(&chunk?);
+            let chunk = chunk?;
+            self.hasher.update(&chunk);
+            if let Some(c) = &mut self.check
+                && let Err(r) = c.feed(&chunk)
+            {
+                return Err(self.refuse(r).await);
+            }
         }
         self.stage = Stage::Open(
             self.backend
@@ -193,6 +214,9 @@ impl Upload {
     /// first write of an SFTP resume may start at any offset up to the existing size); backends
     /// with `random_write` take any offset (the existing content is kept around it).
     pub async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<(), Error> {
+        if let Some(r) = &self.refused {
+            return Err(Error::Invalid(r.clone()));
+        }
         if matches!(self.stage, Stage::Pending) {
             // Random access needs the whole existing file under the writes.
             let keep = match self.existing {
@@ -211,8 +235,16 @@ impl Upload {
             return Err(Error::Unsupported("upload already finished"));
         };
         let n = data.len() as u64;
+        if let Some(r) = self.check.as_ref().and_then(|c| c.refuse_end(offset + n)) {
+            return Err(self.refuse(r).await);
+        }
         if sequential {
             self.hasher.update(&data);
+            if let Some(c) = &mut self.check
+                && let Err(r) = c.feed(&data)
+            {
+                return Err(self.refuse(r).await);
+            }
             staged.write(data).await?;
         } else {
             self.random = true;
@@ -242,8 +274,71 @@ impl Upload {
         Ok(staged.read_at(offset, len).await?)
     }
 
+    /// Refuses the upload for validation: the staged write is thrown away at once (nothing
+    /// more is stored) and the refusal recorded; the returned error is for the caller.
+    async fn refuse(&mut self, r: Refusal) -> Error {
+        if let Stage::Open(s) = std::mem::replace(&mut self.stage, Stage::Done) {
+            s.abort().await;
+        }
+        self.check = None;
+        let ev = self.event(Outcome::Denied).detail(r.to_string());
+        self.refused = Some(r.clone());
+        if let Err(e) = self.audit.record(ev).await {
+            return e.into();
+        }
+        Error::Invalid(r)
+    }
+
+    /// Runs the check over what is staged (a file written out of order cannot be checked as it
+    /// streams).
+    async fn recheck(&mut self, mut check: Check) -> Result<Result<(), Refusal>, Error> {
+        let Stage::Open(staged) = &mut self.stage else {
+            return Ok(Ok(()));
+        };
+        let mut at = 0;
+        while at < self.next_offset {
+            let len = RECHECK_CHUNK.min((self.next_offset - at) as usize);
+            let chunk = staged.read_at(at, len).await?;
+            if chunk.is_empty() {
+                break;
+            }
+            at += chunk.len() as u64;
+            if let Err(r) = check.feed(&chunk) {
+                return Ok(Err(r));
+            }
+        }
+        Ok(check.finish())
+    }
+
     /// Makes the file visible, then records the upload. Returns once the record is durable.
+    /// A file its `[[validate]]` rule refuses is thrown away instead, and recorded as denied.
     pub async fn commit(mut self) -> Result<Committed, Error> {
+        if let Some(r) = &self.refused {
+            return Err(Error::Invalid(r.clone()));
+        }
+        if let Some(check) = self.check.take() {
+            let verdict = if self.random {
+                match self.recheck(check.fresh()).await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        let ev = self.event(Outcome::Error).detail(e.to_string());
+                        if let Stage::Open(s) = std::mem::replace(&mut self.stage, Stage::Done) {
+                            s.abort().await;
+                        }
+                        self.audit.record(ev).await?;
+                        return Err(e);
+                    }
+                }
+            } else if matches!(self.stage, Stage::Pending) {
+                // Opened without truncation and never written: nothing changed to check.
+                Ok(())
+            } else {
+                check.finish()
+            };
+            if let Err(r) = verdict {
+                return Err(self.refuse(r).await);
+            }
+        }
         let stage = std::mem::replace(&mut self.stage, Stage::Done);
         let staged = match stage {
             Stage::Open(s) => Some(s),

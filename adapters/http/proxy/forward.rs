@@ -9,14 +9,12 @@ use std::time::Duration;
 use axum::body::Body;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Uri};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 
 use crate::route::{Route, Upstream};
 
 /// The upstream client: pooled keep-alive connections, HTTP/1.1, and HTTP/2 over TLS.
-pub(crate) type Client =
-    hyper_util::client::legacy::Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
+pub(crate) type Client = crate::adapters::http_client::HttpsClient<Body>;
 
 /// Headers that describe one hop, never forwarded (RFC 9110 7.6.1).
 const HOP_BY_HOP: [&str; 8] = [
@@ -34,23 +32,7 @@ pub(crate) const X_GATEHOUSE_USER: &str = "x-gatehouse-user";
 
 /// Builds the shared client.
 pub(crate) fn client() -> Result<Client, String> {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(Duration::from_secs(5)));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_native_roots()
-        .map_err(|e| format!("system CA certificates: {e}"))?
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http);
-    Ok(
-        hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(512)
-            .build(https),
-    )
+    crate::adapters::http_client::build()
 }
 
 thread_local! {

@@ -1,0 +1,160 @@
+//! Reading the audit files from a seq onwards, as they grow: the audit log is the events'
+//! outbox, so a record that is written is an event that will be delivered, whatever happens to
+//! the process after. Only complete lines are read; lines whose action no sink wants are
+//! skipped without being parsed.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use crate::audit::Record;
+use crate::audit::record::list_files;
+
+/// A position in the audit files.
+pub struct Tail {
+    dir: PathBuf,
+    file_no: Option<u64>,
+    offset: u64,
+    /// Bytes read past the last complete line.
+    partial: Vec<u8>,
+    /// Seq of the last line read (matching or not).
+    pub last_seq: u64,
+    /// `"action":"<word>"` needles: lines without one are not parsed.
+    needles: Vec<String>,
+}
+
+/// What one read found.
+#[derive(Default)]
+pub struct Batch {
+    /// Records whose action is wanted, in order.
+    pub records: Vec<Record>,
+    /// Records between the start seq and the first file that were no longer there (removed
+    /// before their events were delivered): first and last seq missing.
+    pub gap: Option<(u64, u64)>,
+    /// More lines may be waiting (the read stopped at its limit).
+    pub more: bool,
+}
+
+fn first_seq(path: &Path) -> Option<u64> {
+    let mut buf = [0u8; 64];
+    let n = File::open(path).ok()?.read(&mut buf).ok()?;
+    seq_of(&buf[..n])
+}
+
+/// The seq of a record line without parsing it (`{"seq":N,...`).
+fn seq_of(line: &[u8]) -> Option<u64> {
+    let rest = line.strip_prefix(b"{\"seq\":")?;
+    let end = rest.iter().position(|c| !c.is_ascii_digit())?;
+    std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
+}
+
+impl Tail {
+    /// A reader that yields records after `after_seq` whose action is one of `actions`.
+    pub fn new(dir: &Path, after_seq: u64, actions: &[&str]) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            file_no: None,
+            offset: 0,
+            partial: Vec::new(),
+            last_seq: after_seq,
+            needles: actions
+                .iter()
+                .map(|a| format!("\"action\":\"{a}\""))
+                .collect(),
+        }
+    }
+
+    /// Reads up to `max` wanted records (and any number of unwanted ones, up to 16 MiB).
+    pub fn read(&mut self, max: usize) -> std::io::Result<Batch> {
+        let mut batch = Batch::default();
+        let files = list_files(&self.dir)?;
+        if self.file_no.is_none() {
+            // The last file that starts at or before the next seq wanted.
+            let want = self.last_seq + 1;
+            let mut pick = None;
+            for (no, path) in &files {
+                match first_seq(path) {
+                    Some(first) if first <= want => pick = Some(*no),
+                    Some(first) => {
+                        if pick.is_none() {
+                            pick = Some(*no);
+                            if first > want {
+                                batch.gap = Some((want, first - 1));
+                                self.last_seq = first - 1;
+                            }
+                        }
+                        break;
+                    }
+                    None => {
+                        if pick.is_none() {
+                            pick = Some(*no);
+                        }
+                    }
+                }
+            }
+            match pick {
+                Some(no) => self.file_no = Some(no),
+                None => return Ok(batch),
+            }
+        }
+        let mut budget: usize = 16 * 1024 * 1024;
+        while let Some(no) = self.file_no {
+            let Some((_, path)) = files.iter().find(|(n, _)| *n == no) else {
+                // Removed under us: carry on with the next one.
+                self.file_no = files.iter().map(|(n, _)| *n).find(|n| *n > no);
+                self.offset = 0;
+                self.partial.clear();
+                continue;
+            };
+            let mut f = File::open(path)?;
+            f.seek(SeekFrom::Start(self.offset))?;
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = f.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                self.offset += n as u64;
+                budget = budget.saturating_sub(n);
+                self.partial.extend_from_slice(&buf[..n]);
+                self.take_lines(&mut batch.records);
+                if batch.records.len() >= max || budget == 0 {
+                    batch.more = true;
+                    return Ok(batch);
+                }
+            }
+            // The end of this file: a newer one means this one is complete (a torn line at
+            // its end, left by a crash and repaired at the next start, is skipped).
+            match files.iter().map(|(n, _)| *n).find(|n| *n > no) {
+                Some(next) => {
+                    self.partial.clear();
+                    self.file_no = Some(next);
+                    self.offset = 0;
+                }
+                None => break,
+            }
+        }
+        Ok(batch)
+    }
+
+    fn take_lines(&mut self, out: &mut Vec<Record>) {
+        let mut start = 0;
+        while let Some(pos) = self.partial[start..].iter().position(|&c| c == b'\n') {
+            let line = &self.partial[start..start + pos];
+            start += pos + 1;
+            let Some(seq) = seq_of(line) else { continue };
+            if seq <= self.last_seq {
+                continue;
+            }
+            self.last_seq = seq;
+            let wanted = self
+                .needles
+                .iter()
+                .any(|n| line.windows(n.len()).any(|w| w == n.as_bytes()));
+            if wanted && let Ok(r) = serde_json::from_slice::<Record>(line) {
+                out.push(r);
+            }
+        }
+        self.partial.drain(..start);
+    }
+}
