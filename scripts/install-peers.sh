@@ -24,7 +24,7 @@ readonly APT_PACKAGES=(
 # every machine, which keeps tests/it/openapi.rs repeatable.
 readonly PY_REQUIREMENTS=(
     paramiko boto3 'moto[server]' requests websocket-client 'schemathesis==4.32.5' 'hypothesis==6.170.15'
-    'ssh-audit==3.9.0' 'sslyze==6.3.1'
+    'ssh-audit==3.9.0' 'sslyze==6.3.1' 'standardwebhooks==1.1.0'
 )
 
 PEERS_DIR="${GATEHOUSE_PEERS:-${HOME:-/root}/.cache/gatehouse-peers}"
@@ -115,7 +115,7 @@ install_venv() {
     rm -f "$stamp"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PY_REQUIREMENTS[@]}"
-    "$VENV/bin/python" -c 'import paramiko, boto3, moto, requests, websocket, schemathesis, sslyze' \
+    "$VENV/bin/python" -c 'import paramiko, boto3, moto, requests, websocket, schemathesis, sslyze, standardwebhooks' \
         || die "venv: imports failed after pip install"
     [[ -x "$VENV/bin/moto_server" ]] || die "venv: moto_server missing after pip install"
     venv_stamp_wanted >"$stamp"

@@ -57,6 +57,46 @@ pub enum Command {
     /// Inspect the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Webhook deliveries of `[[events]]`: what is waiting, and the dead letters.
+    #[command(subcommand)]
+    Events(EventsCommand),
+}
+
+/// `events` subcommands. `retry` and `purge` are requests the running gateway applies within a
+/// second (or at its next start); the command waits up to 5 s for the outcome.
+#[allow(missing_docs)]
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// List undelivered events (waiting or being retried) and dead letters (given up), per sink.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// JSON Lines output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deliver dead letters again (all of the sink's, or the given event ids), with a fresh
+    /// max_age_secs.
+    Retry {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only this sink (default: every sink).
+        #[arg(long)]
+        sink: Option<String>,
+        /// Event ids (`webhook-id`) to retry; none: every dead letter.
+        ids: Vec<String>,
+    },
+    /// Drop dead letters (--dead, the default) or every undelivered event (--pending).
+    Purge {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only this sink (default: every sink).
+        #[arg(long)]
+        sink: Option<String>,
+        /// Drop the events not yet delivered instead of the dead letters.
+        #[arg(long)]
+        pending: bool,
+    },
 }
 
 /// `audit` subcommands.
@@ -109,8 +149,8 @@ pub struct QueryArgs {
     /// Only this protocol.
     #[arg(long, value_parser = ["sftp", "ftp", "http"])]
     pub protocol: Option<String>,
-    /// Only this action (login, logout, upload, download, delete, mkdir, rmdir, rename, list, proxy, config).
-    #[arg(long, value_parser = ["login", "logout", "upload", "download", "delete", "mkdir", "rmdir", "rename", "list", "proxy", "config"])]
+    /// Only this action (login, logout, upload, download, delete, mkdir, rmdir, rename, link, list, proxy, config, event).
+    #[arg(long, value_parser = ["login", "logout", "upload", "download", "delete", "mkdir", "rmdir", "rename", "link", "list", "proxy", "config", "event"])]
     pub action: Option<String>,
     /// Only this outcome.
     #[arg(long, value_parser = ["ok", "denied", "error"])]

@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Parser;
 use gatehouse::audit::{query, verify};
-use gatehouse::cli::{AuditCommand, AuditSource, Cli, Command, LogFormatArg, QueryArgs};
+use gatehouse::cli::{
+    AuditCommand, AuditSource, Cli, Command, EventsCommand, LogFormatArg, QueryArgs,
+};
 use gatehouse::config::{self, ConfigErrors};
 use gatehouse::identity::{api_key, password};
 use gatehouse::serve;
@@ -117,6 +119,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Events(cmd) => events_command(cmd),
         Command::Audit(AuditCommand::Query {
             source,
             filter,
@@ -127,6 +130,121 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn load_config(path: Option<&Path>) -> anyhow::Result<config::ValidConfig> {
+    config::load_default(path, &env).map_err(|errors| {
+        anyhow::anyhow!(
+            "{} (run `gatehouse check` for every error)",
+            errors
+                .errors
+                .first()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        )
+    })
+}
+
+fn events_command(cmd: EventsCommand) -> anyhow::Result<ExitCode> {
+    use gatehouse::events::{self, message, state};
+    let (config, req) = match cmd {
+        EventsCommand::List { config, json } => {
+            let cfg = load_config(config.config.as_deref())?;
+            let dir = state::dir(&cfg.config.gateway.state_dir);
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            if !json {
+                writeln!(
+                    out,
+                    "{:<16}  {:<8}  {:<40}  {:<27}  SUBJECT",
+                    "SINK", "STATE", "ID", "TIME"
+                )?;
+            }
+            for sink in &cfg.events {
+                let pending = events::pending(sink, &cfg.config.gateway.state_dir, &cfg.audit_dir)
+                    .with_context(|| format!("reading the audit log for sink {}", sink.name))?;
+                let dead = state::load_dead(&dir, &sink.name)?;
+                let rows = pending
+                    .iter()
+                    .map(|r| ("pending", r, None))
+                    .chain(dead.iter().map(|d| ("dead", &d.record, Some(d))));
+                for (what, r, d) in rows {
+                    let id = message::event_id(r);
+                    if json {
+                        let row = serde_json::json!({
+                            "sink": sink.name, "state": what, "id": id, "seq": r.seq,
+                            "time": r.ts, "action": r.action, "subject": r.path,
+                            "attempts": d.map(|d| d.attempts),
+                            "last_error": d.map(|d| d.last_error.as_str()),
+                        });
+                        writeln!(out, "{row}")?;
+                    } else {
+                        let mut subject = r.path.clone().unwrap_or_default();
+                        if let Some(d) = d {
+                            subject.push_str(&format!(
+                                "  ({} attempts: {})",
+                                d.attempts, d.last_error
+                            ));
+                        }
+                        writeln!(
+                            out,
+                            "{:<16}  {what:<8}  {id:<40}  {:<27}  {subject}",
+                            sink.name, r.ts
+                        )?;
+                    }
+                }
+            }
+            out.flush()?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        EventsCommand::Retry { config, sink, ids } => (
+            config,
+            state::Request {
+                op: state::Op::Retry,
+                sink,
+                ids,
+            },
+        ),
+        EventsCommand::Purge {
+            config,
+            sink,
+            pending,
+        } => (
+            config,
+            state::Request {
+                op: if pending {
+                    state::Op::PurgePending
+                } else {
+                    state::Op::PurgeDead
+                },
+                sink,
+                ids: Vec::new(),
+            },
+        ),
+    };
+    let cfg = load_config(config.config.as_deref())?;
+    if let Some(s) = &req.sink
+        && !cfg.events.iter().any(|e| &e.name == s)
+    {
+        bail!("no [[events]] sink named {s:?} in the config");
+    }
+    let dir = state::dir(&cfg.config.gateway.state_dir);
+    let path = state::file_request(&dir, &req).context("filing the request")?;
+    let done = path.with_extension("done");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        if let Ok(text) = std::fs::read_to_string(&done) {
+            let _ = std::fs::remove_file(&done);
+            print!("{text}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    println!(
+        "queued: no running gateway applied it within 5 s; it is applied when the gateway starts ({})",
+        path.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_config_errors(errors: &ConfigErrors) {
@@ -142,16 +260,7 @@ fn audit_dir(source: &AuditSource) -> anyhow::Result<std::path::PathBuf> {
         }
         return Ok(d.clone());
     }
-    let cfg = config::load_default(source.config.as_deref(), &env).map_err(|errors| {
-        anyhow::anyhow!(
-            "{} (run `gatehouse check` for every error)",
-            errors
-                .errors
-                .first()
-                .map(|e| e.to_string())
-                .unwrap_or_default()
-        )
-    })?;
+    let cfg = load_config(source.config.as_deref())?;
     Ok(cfg.audit_dir)
 }
 

@@ -7,6 +7,7 @@
 mod audit;
 mod backend;
 mod cli;
+mod events;
 mod faults;
 mod ftp;
 mod harness;
