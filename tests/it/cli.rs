@@ -70,7 +70,8 @@ fn good_configs_pass() {
             .current_dir(root())
             .env("S3_ACCESS_KEY_ID", "AKIAEXAMPLE")
             .env("S3_SECRET_ACCESS_KEY", "secret")
-            .env("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            .env("JWT_SECRET", "0123456789abcdef0123456789abcdef")
+            .env("HOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
         Duration::from_secs(30),
     );
     assert!(out.status.success(), "example.toml: {}", text(&out));
