@@ -200,6 +200,18 @@ pub async fn run(
         tracing::warn!("{r}");
         record_config(&core.audit, Outcome::Error, r).await?;
     }
+    // Event delivery starts before the doors open (a new sink's first event is the first upload
+    // after it), runs on until the sessions have ended, then saves its progress before the audit
+    // log closes.
+    let events_stop = tokio_util::sync::CancellationToken::new();
+    let events = match start_events(&core, events_stop.clone()) {
+        Ok(e) => e,
+        Err(e) => {
+            let _ = record_config(&core.audit, Outcome::Error, format!("start failed: {e}")).await;
+            let _ = core.audit.close().await;
+            return Err(e);
+        }
+    };
     let listeners = start_listeners(&core, metrics.clone()).await;
     let mut tasks = match listeners {
         Ok(t) => t,
@@ -220,10 +232,6 @@ pub async fn run(
         ),
     )
     .await?;
-    // Event delivery runs on until the sessions have ended, then saves its progress before the
-    // audit log closes.
-    let events_stop = tokio_util::sync::CancellationToken::new();
-    let events = start_events(&core, events_stop.clone())?;
     {
         // Multipart uploads whose abort failed (store down) are retried every few seconds (a
         // directory listing in the state dir when there is nothing to do).

@@ -205,13 +205,32 @@ impl Events {
         });
         let tasks = tokio_util::task::TaskTracker::new();
         let mut controls = Vec::new();
+        // A sink seen for the first time starts at the end of the log: it gets the events
+        // from now on, not the log's whole history.
+        let now = *env.audit.written().borrow();
         for sink in sinks {
-            let progress = state::load_progress(&env.dir, &sink.name).map_err(|e| {
+            let saved = state::load_progress(&env.dir, &sink.name).map_err(|e| {
                 EventsError(format!(
                     "cannot read the progress of sink {}: {e}",
                     sink.name
                 ))
             })?;
+            let progress = match saved {
+                Some(p) => p,
+                None => {
+                    let p = state::Progress {
+                        cursor: now,
+                        done: Default::default(),
+                    };
+                    state::save_progress(&env.dir, &sink.name, &p).map_err(|e| {
+                        EventsError(format!(
+                            "cannot save the progress of sink {}: {e}",
+                            sink.name
+                        ))
+                    })?;
+                    p
+                }
+            };
             let (tx, rx) = tokio::sync::mpsc::channel(8);
             controls.push((sink.name.clone(), tx));
             let w = worker::Worker::new(sink, progress, env.clone());
@@ -231,7 +250,10 @@ impl Events {
 /// Every event the files hold for a sink that is not settled yet (`events list`).
 pub fn pending(sink: &Sink, state_dir: &Path, audit_dir: &Path) -> std::io::Result<Vec<Record>> {
     let dir = state::dir(state_dir);
-    let progress = state::load_progress(&dir, &sink.name)?;
+    let Some(progress) = state::load_progress(&dir, &sink.name)? else {
+        // Never started: it delivers from its first start on, so nothing waits yet.
+        return Ok(Vec::new());
+    };
     let mut tail = Tail::new(audit_dir, progress.cursor, &sink.actions());
     let mut out = Vec::new();
     loop {

@@ -78,11 +78,13 @@ pub fn requests_dir(dir: &Path) -> PathBuf {
     dir.join("requests")
 }
 
-/// A sink's saved progress (zero when new).
-pub fn load_progress(dir: &Path, sink: &str) -> std::io::Result<Progress> {
+/// A sink's saved progress (`None`: the sink never ran).
+pub fn load_progress(dir: &Path, sink: &str) -> std::io::Result<Option<Progress>> {
     match std::fs::read(progress_path(dir, sink)) {
-        Ok(b) => serde_json::from_slice(&b).map_err(std::io::Error::other),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Progress::default()),
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(std::io::Error::other),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
 }
