@@ -25,6 +25,7 @@ readonly APT_PACKAGES=(
 readonly PY_REQUIREMENTS=(
     paramiko boto3 'moto[server]' requests websocket-client 'schemathesis==4.32.5' 'hypothesis==6.170.15'
     'ssh-audit==3.9.0' 'sslyze==6.3.1' 'standardwebhooks==1.1.0'
+    'azure-storage-blob==12.31.1'
 )
 
 PEERS_DIR="${GATEHOUSE_PEERS:-${HOME:-/root}/.cache/gatehouse-peers}"
@@ -115,15 +116,35 @@ install_venv() {
     rm -f "$stamp"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PY_REQUIREMENTS[@]}"
-    "$VENV/bin/python" -c 'import paramiko, boto3, moto, requests, websocket, schemathesis, sslyze, standardwebhooks' \
+    "$VENV/bin/python" -c 'import paramiko, boto3, moto, requests, websocket, schemathesis, sslyze, standardwebhooks, azure.storage.blob' \
         || die "venv: imports failed after pip install"
     [[ -x "$VENV/bin/moto_server" ]] || die "venv: moto_server missing after pip install"
     venv_stamp_wanted >"$stamp"
 }
 
+# npm packages of the test harness (Azurite, the Azure Blob Storage emulator), under
+# $PEERS_DIR/npm with the machine's Node.js.
+readonly NPM_PACKAGES=(azurite@3.37.0)
+
+install_npm() {
+    local dir="$PEERS_DIR/npm" stamp="$PEERS_DIR/npm/.gatehouse-packages"
+    command -v npm >/dev/null 2>&1 || die "npm not found on PATH (Node.js is needed for Azurite)"
+    if [[ -f "$stamp" ]] && [[ "$(cat "$stamp")" == "${NPM_PACKAGES[*]}" ]] \
+        && [[ -x "$dir/node_modules/.bin/azurite-blob" ]]; then
+        log "npm: packages up to date, skipping npm"
+        return 0
+    fi
+    log "npm: install ${NPM_PACKAGES[*]}"
+    mkdir -p "$dir"
+    npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "${NPM_PACKAGES[@]}" >&2
+    [[ -x "$dir/node_modules/.bin/azurite-blob" ]] || die "npm: azurite-blob missing after npm install"
+    printf '%s' "${NPM_PACKAGES[*]}" >"$stamp"
+}
+
 main() {
     install_apt
     install_venv
+    install_npm
     printf 'PEERS_VENV=%s\n' "$VENV"
 }
 

@@ -1,21 +1,62 @@
 //! Storage backends behind the core's `Backend` trait: local disk and object stores (S3,
-//! S3-compatible, memory).
+//! S3-compatible, Azure Blob Storage, Google Cloud Storage, memory).
 
 mod local;
 mod local_staged;
 mod multipart;
 mod object;
+mod sftp;
+mod sftp_pool;
+mod sftp_staged;
+mod webdav;
+mod webdav_staged;
+mod webdav_xml;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use object_store::RetryConfig;
 use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::list::PaginatedListStore;
+use object_store::multipart::MultipartStore;
 
 use crate::config::ValidBackend;
 use crate::vfs::backend::{Backend, StorageError, StorageErrorKind};
 pub use local::LocalBackend;
 pub use object::ObjectBackend;
+pub use sftp::SftpBackend;
+pub use webdav::WebDavBackend;
+
+/// A dead endpoint should fail requests in seconds, not retry for minutes.
+fn retry() -> RetryConfig {
+    RetryConfig {
+        max_retries: 3,
+        retry_timeout: Duration::from_secs(20),
+        ..Default::default()
+    }
+}
+
+fn permanent(e: object_store::Error) -> StorageError {
+    StorageError::new(StorageErrorKind::Permanent, e)
+}
+
+/// A cloud store as a backend, journalling its multipart uploads under the state dir.
+fn cloud<T>(
+    store: T,
+    name: &str,
+    part_size: usize,
+    state_dir: Option<&std::path::Path>,
+) -> Result<Arc<dyn Backend>, StorageError>
+where
+    T: object_store::ObjectStore + MultipartStore + PaginatedListStore,
+{
+    let journal = state_dir
+        .map(|d| multipart::Journal::open(d.join("multipart").join(name)))
+        .transpose()?;
+    Ok(Arc::new(ObjectBackend::cloud(store, part_size, journal)))
+}
 
 /// Builds the backend a config entry describes. `state_dir` keeps what must survive a crash
 /// (the journal of open multipart uploads, under `multipart/<name>`); `None` keeps nothing.
@@ -27,6 +68,34 @@ pub fn build(
     Ok(match backend {
         ValidBackend::Local { root } => Arc::new(LocalBackend::new(root)?),
         ValidBackend::Memory => Arc::new(ObjectBackend::memory()),
+        ValidBackend::Sftp {
+            address,
+            user,
+            private_key,
+            password,
+            host_key,
+            root,
+            max_sessions,
+        } => Arc::new(SftpBackend::new(
+            sftp_pool::Upstream {
+                address: address.clone(),
+                user: user.clone(),
+                private_key: private_key.clone(),
+                password: password.clone(),
+                host_key: host_key.clone(),
+                max_sessions: *max_sessions,
+            },
+            root,
+        )),
+        ValidBackend::WebDav {
+            url,
+            user,
+            password,
+        } => Arc::new(WebDavBackend::new(
+            url,
+            user.as_deref(),
+            password.as_ref().map(|p| p.expose().as_str()),
+        )?),
         ValidBackend::S3 {
             bucket,
             endpoint,
@@ -40,12 +109,7 @@ pub fn build(
                 .with_bucket_name(bucket)
                 .with_region(region)
                 .with_virtual_hosted_style_request(*virtual_hosted_style)
-                // A dead endpoint should fail requests in seconds, not retry for minutes.
-                .with_retry(RetryConfig {
-                    max_retries: 3,
-                    retry_timeout: Duration::from_secs(20),
-                    ..Default::default()
-                });
+                .with_retry(retry());
             if let Some(e) = endpoint {
                 b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
             }
@@ -54,13 +118,48 @@ pub fn build(
                     .with_access_key_id(k.expose())
                     .with_secret_access_key(s.expose());
             }
-            let s3 = b
-                .build()
-                .map_err(|e| StorageError::new(StorageErrorKind::Permanent, e))?;
-            let journal = state_dir
-                .map(|d| multipart::Journal::open(d.join("multipart").join(name)))
-                .transpose()?;
-            Arc::new(ObjectBackend::s3(s3, *part_size, journal))
+            let s3 = b.build().map_err(permanent)?;
+            cloud(s3, name, *part_size, state_dir)?
+        }
+        ValidBackend::Azure {
+            account,
+            container,
+            access_key,
+            endpoint,
+            part_size,
+        } => {
+            let mut b = MicrosoftAzureBuilder::from_env()
+                .with_account(account)
+                .with_container_name(container)
+                .with_retry(retry());
+            if let Some(k) = access_key {
+                b = b.with_access_key(k.expose());
+            }
+            if let Some(e) = endpoint {
+                b = b
+                    .with_endpoint(e.clone())
+                    .with_allow_http(e.starts_with("http://"));
+            }
+            cloud(b.build().map_err(permanent)?, name, *part_size, state_dir)?
+        }
+        ValidBackend::Gcs {
+            bucket,
+            service_account_file,
+            endpoint,
+            part_size,
+        } => {
+            let mut b = GoogleCloudStorageBuilder::from_env()
+                .with_bucket_name(bucket)
+                .with_retry(retry());
+            if let Some(f) = service_account_file {
+                b = b.with_service_account_path(f.display().to_string());
+            }
+            if let Some(e) = endpoint {
+                b = b.with_base_url(e).with_client_options(
+                    object_store::ClientOptions::new().with_allow_http(e.starts_with("http://")),
+                );
+            }
+            cloud(b.build().map_err(permanent)?, name, *part_size, state_dir)?
         }
     })
 }

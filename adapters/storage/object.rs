@@ -1,4 +1,5 @@
-//! Object-store backend (S3 and S3-compatible servers, and in-process memory) on object_store.
+//! Object-store backend (S3 and S3-compatible servers, Azure Blob Storage, Google Cloud Storage,
+//! and in-process memory) on object_store: one code path for every cloud.
 //! - Directories: prefixes; `mkdir` writes a marker object `<dir>/.gatehouse-dir`, hidden in
 //!   listings, so empty directories exist; a prefix with objects under it is a directory too.
 //! - Uploads: buffered up to one part, then a multipart upload with bounded parts in flight
@@ -14,7 +15,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use object_store::aws::AmazonS3;
 use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::multipart::MultipartStore;
 use object_store::path::Path;
@@ -44,8 +44,8 @@ pub struct ObjectBackend {
     store: Arc<dyn ObjectStore>,
     /// The same store's low-level multipart API (the upload id is ours to journal).
     multipart: Arc<dyn MultipartStore>,
-    /// The concrete S3 client, for paginated listing.
-    s3: Option<Arc<AmazonS3>>,
+    /// The same store's paginated listing (clouds; the memory store lists in one go).
+    paged: Option<Arc<dyn PaginatedListStore>>,
     part_size: usize,
     /// Open multipart uploads, so those left behind are aborted later (None: not kept).
     journal: Option<Arc<Journal>>,
@@ -108,13 +108,16 @@ fn file_entry(meta: &ObjectMeta, sha256: Option<[u8; 32]>) -> Entry {
 }
 
 impl ObjectBackend {
-    /// An S3 (or S3-compatible) bucket.
-    pub(crate) fn s3(s3: AmazonS3, part_size: usize, journal: Option<Arc<Journal>>) -> Self {
-        let s3 = Arc::new(s3);
+    /// A cloud store: an S3 (or S3-compatible) bucket, an Azure container or a GCS bucket.
+    pub(crate) fn cloud<T>(store: T, part_size: usize, journal: Option<Arc<Journal>>) -> Self
+    where
+        T: ObjectStore + MultipartStore + PaginatedListStore,
+    {
+        let store = Arc::new(store);
         Self {
-            store: s3.clone(),
-            multipart: s3.clone(),
-            s3: Some(s3),
+            store: store.clone(),
+            multipart: store.clone(),
+            paged: Some(store),
             part_size,
             journal,
         }
@@ -126,7 +129,7 @@ impl ObjectBackend {
         Self {
             store: mem.clone(),
             multipart: mem,
-            s3: None,
+            paged: None,
             part_size: 5 * 1024 * 1024,
             journal: None,
         }
@@ -233,7 +236,7 @@ impl Backend for ObjectBackend {
         if reserved(dir) {
             return Err(StorageError::not_found("reserved name"));
         }
-        let Some(s3) = self.s3.clone() else {
+        let Some(s3) = self.paged.clone() else {
             let prefix = (!dir.is_root()).then(|| path_of(dir.as_str()));
             let result = self
                 .store

@@ -417,9 +417,9 @@ fn default_leeway() -> u64 {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
-    /// "local" | "s3" | "memory".
+    /// "local" | "s3" | "azure" | "gcs" | "webdav" | "sftp" | "memory".
     pub kind: BackendKind,
-    /// local: directory holding the files.
+    /// local: directory holding the files; sftp: directory on the upstream server.
     pub root: Option<PathBuf>,
     /// s3: bucket name.
     pub bucket: Option<String>,
@@ -434,8 +434,31 @@ pub struct BackendConfig {
     /// s3: virtual-hosted-style requests (default false: path style, what S3-compatible servers expect).
     #[serde(default)]
     pub virtual_hosted_style: bool,
-    /// s3: multipart part size in MiB (default 8; parts are at least 5 MiB).
+    /// s3, azure, gcs: multipart (block) part size in MiB (default 8; S3 and GCS parts are at
+    /// least 5 MiB).
     pub part_size_mib: Option<u64>,
+    /// azure: storage account.
+    pub account: Option<String>,
+    /// azure: container.
+    pub container: Option<String>,
+    /// azure: shared access key (absent: the Azure environment's credentials).
+    pub access_key: Option<String>,
+    /// gcs: service account JSON file (absent: the Google environment's credentials).
+    pub service_account_file: Option<PathBuf>,
+    /// webdav: the share's URL (a collection).
+    pub url: Option<String>,
+    /// webdav, sftp: user name.
+    pub user: Option<String>,
+    /// webdav, sftp: password.
+    pub password: Option<String>,
+    /// sftp: the upstream server, `host:port`.
+    pub address: Option<String>,
+    /// sftp: private key file for public-key login.
+    pub private_key: Option<PathBuf>,
+    /// sftp: the upstream's host key, pinned (`ssh-ed25519 AAAA...`); required.
+    pub host_key: Option<String>,
+    /// sftp: pooled SSH connections to the upstream (default 4).
+    pub max_sessions: Option<usize>,
 }
 
 /// `backends.*.kind`
@@ -446,6 +469,14 @@ pub enum BackendKind {
     Local,
     /// S3 or S3-compatible object store.
     S3,
+    /// Azure Blob Storage (or Azurite).
+    Azure,
+    /// Google Cloud Storage (or an emulator).
+    Gcs,
+    /// A WebDAV share (RFC 4918).
+    Webdav,
+    /// An upstream SFTP server.
+    Sftp,
     /// In-process memory (tests, scratch).
     Memory,
 }

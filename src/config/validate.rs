@@ -48,6 +48,56 @@ pub enum ValidBackend {
         /// Multipart part size in bytes.
         part_size: usize,
     },
+    /// Azure Blob Storage.
+    Azure {
+        /// Storage account.
+        account: String,
+        /// Container.
+        container: String,
+        /// Shared key, when given.
+        access_key: Option<Secret<String>>,
+        /// Custom endpoint (`http://127.0.0.1:10000/devstoreaccount1` for Azurite).
+        endpoint: Option<String>,
+        /// Block size in bytes.
+        part_size: usize,
+    },
+    /// Google Cloud Storage.
+    Gcs {
+        /// Bucket.
+        bucket: String,
+        /// Service account JSON file, when given.
+        service_account_file: Option<PathBuf>,
+        /// Custom endpoint (emulators).
+        endpoint: Option<String>,
+        /// Part size in bytes.
+        part_size: usize,
+    },
+    /// An upstream SFTP server.
+    Sftp {
+        /// `host:port`.
+        address: String,
+        /// Login name.
+        user: String,
+        /// Key file, when logging in by key.
+        private_key: Option<PathBuf>,
+        /// Password, when logging in by password.
+        password: Option<Secret<String>>,
+        /// Pinned host key (`ssh-ed25519 AAAA...`).
+        host_key: String,
+        /// Directory on the upstream.
+        root: String,
+        /// Pooled connections.
+        max_sessions: usize,
+    },
+    /// A WebDAV share.
+    WebDav {
+        /// Collection URL.
+        url: String,
+        /// Basic user.
+        user: Option<String>,
+        /// Basic password.
+        password: Option<Secret<String>>,
+    },
     /// Memory.
     Memory,
 }

@@ -111,13 +111,61 @@ pub(super) fn check_isolation(
             }
             ValidBackend::S3 {
                 bucket, endpoint, ..
+            }
+            | ValidBackend::Gcs {
+                bucket, endpoint, ..
             } => {
-                let id = format!("{}/{bucket}", endpoint.as_deref().unwrap_or("aws"));
+                let id = format!("{}/{bucket}", endpoint.as_deref().unwrap_or("cloud"));
                 if let Some((other, _)) = buckets.iter().find(|(_, b)| *b == id) {
                     errs.push((
                         p.key("bucket"),
                         format!(
                             "bucket {bucket:?} is also backend {other:?}: use one backend and mount it with different prefixes"
+                        ),
+                    ));
+                }
+                buckets.push((name, id));
+            }
+            ValidBackend::Azure {
+                account,
+                container,
+                endpoint,
+                ..
+            } => {
+                let id = format!(
+                    "{}/{account}/{container}",
+                    endpoint.as_deref().unwrap_or("azure")
+                );
+                if let Some((other, _)) = buckets.iter().find(|(_, b)| *b == id) {
+                    errs.push((
+                        p.key("container"),
+                        format!(
+                            "container {container:?} is also backend {other:?}: use one backend and mount it with different prefixes"
+                        ),
+                    ));
+                }
+                buckets.push((name, id));
+            }
+            ValidBackend::Sftp { address, root, .. } => {
+                let id = format!("sftp://{address}/{}", root.trim_matches('/'));
+                if let Some((other, _)) = buckets.iter().find(|(_, b)| *b == id) {
+                    errs.push((
+                        p.key("root"),
+                        format!("{id} is also backend {other:?}: use one backend and mount it with different prefixes"),
+                    ));
+                }
+                buckets.push((name, id));
+            }
+            ValidBackend::WebDav { url, .. } => {
+                let id = url.trim_end_matches('/').to_string();
+                if let Some((other, _)) = buckets.iter().find(|(_, b)| {
+                    let b = b.as_str();
+                    b == id || b.starts_with(&format!("{id}/")) || id.starts_with(&format!("{b}/"))
+                }) {
+                    errs.push((
+                        p.key("url"),
+                        format!(
+                            "{url:?} overlaps backend {other:?}: the same files would be reachable under two mounts with different rules"
                         ),
                     ));
                 }

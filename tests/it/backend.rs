@@ -329,27 +329,29 @@ fn s3_conforms() {
     });
 }
 
+/// 1050 files in one directory: every one listed, across pages (1000 keys per request).
+async fn lists_page_by_page(b: Arc<dyn Backend>) {
+    let tasks: Vec<_> = (0..1050)
+        .map(|i| {
+            let b = b.clone();
+            async move { put(b.as_ref(), &format!("many/f{i:05}"), b"x").await }
+        })
+        .collect();
+    futures::stream::iter(tasks)
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+    let listed = names(b.as_ref(), "many").await;
+    assert_eq!(listed.len(), 1050, "every key across pages");
+    assert_eq!(listed[0].0, "f00000");
+    assert_eq!(listed[1049].0, "f01049");
+}
+
 #[test]
 fn s3_lists_large_directories_page_by_page() {
     let bucket = unique("pages");
     make_bucket(&bucket);
-    rt().block_on(async {
-        let b = s3_backend(&bucket, 5);
-        let tasks: Vec<_> = (0..1050)
-            .map(|i| {
-                let b = b.clone();
-                async move { put(b.as_ref(), &format!("many/f{i:05}"), b"x").await }
-            })
-            .collect();
-        futures::stream::iter(tasks)
-            .buffer_unordered(16)
-            .collect::<Vec<_>>()
-            .await;
-        let listed = names(b.as_ref(), "many").await;
-        assert_eq!(listed.len(), 1050, "every key across pages");
-        assert_eq!(listed[0].0, "f00000");
-        assert_eq!(listed[1049].0, "f01049");
-    });
+    rt().block_on(lists_page_by_page(s3_backend(&bucket, 5)));
 }
 
 #[test]
@@ -374,5 +376,142 @@ fn s3_down_is_a_transient_error_not_a_hang() {
         let err = b.check().await.unwrap_err();
         assert_eq!(err.kind, StorageErrorKind::Transient, "{err}");
         assert!(start.elapsed() < std::time::Duration::from_secs(60));
+    });
+}
+
+fn azure_backend(container: &str) -> Arc<dyn Backend> {
+    crate::emulators::azure(&["create", container]);
+    storage::build(
+        "blob",
+        &ValidBackend::Azure {
+            account: crate::emulators::AZURE_ACCOUNT.into(),
+            container: container.into(),
+            access_key: Some(Secret::new(crate::emulators::AZURE_KEY.into())),
+            endpoint: Some(crate::emulators::azurite().endpoint.clone()),
+            part_size: 5 * 1024 * 1024,
+        },
+        None,
+    )
+    .unwrap()
+}
+
+#[test]
+fn azure_conforms() {
+    let b = azure_backend(&unique("conform"));
+    rt().block_on(conformance(b));
+}
+
+#[test]
+fn azure_lists_large_directories_page_by_page() {
+    rt().block_on(lists_page_by_page(azure_backend(&unique("pages"))));
+}
+
+fn webdav_backend(url: &str) -> Arc<dyn Backend> {
+    storage::build(
+        "share",
+        &ValidBackend::WebDav {
+            url: url.into(),
+            user: Some("gw".into()),
+            password: Some(Secret::new("secret".into())),
+        },
+        None,
+    )
+    .unwrap()
+}
+
+#[test]
+fn webdav_conforms() {
+    let share = crate::emulators::WebDav::start();
+    rt().block_on(conformance(webdav_backend(&share.url)));
+}
+
+#[test]
+fn webdav_refuses_wrong_credentials_and_a_dead_server_is_transient() {
+    let share = crate::emulators::WebDav::start();
+    let wrong = storage::build(
+        "share",
+        &ValidBackend::WebDav {
+            url: share.url.clone(),
+            user: Some("gw".into()),
+            password: Some(Secret::new("wrong".into())),
+        },
+        None,
+    )
+    .unwrap();
+    let dead = webdav_backend(&format!(
+        "http://127.0.0.1:{}/",
+        crate::harness::free_port()
+    ));
+    rt().block_on(async {
+        assert_eq!(
+            wrong.check().await.unwrap_err().kind,
+            StorageErrorKind::Permanent
+        );
+        assert_eq!(
+            dead.check().await.unwrap_err().kind,
+            StorageErrorKind::Transient
+        );
+    });
+}
+
+fn sftp_backend(
+    sshd: &crate::emulators::Sshd,
+    host_key: &str,
+    key: &std::path::Path,
+) -> Arc<dyn Backend> {
+    storage::build(
+        "legacy",
+        &ValidBackend::Sftp {
+            address: format!("127.0.0.1:{}", sshd.port),
+            user: sshd.user.clone(),
+            private_key: Some(key.to_path_buf()),
+            password: None,
+            host_key: host_key.into(),
+            root: sshd.root().display().to_string(),
+            max_sessions: 4,
+        },
+        None,
+    )
+    .unwrap()
+}
+
+#[test]
+fn sftp_upstream_conforms() {
+    let sshd = crate::emulators::Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let key = crate::sftp::key(dir.path(), "client_ed25519");
+    rt().block_on(conformance(sftp_backend(&sshd, &sshd.host_key, &key)));
+    // Nothing of the gateway's own is left beside the files but its digest sidecars.
+    let left: Vec<_> = std::fs::read_dir(sshd.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".gatehouse-"))
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+}
+
+#[test]
+fn sftp_upstream_with_the_wrong_host_key_is_refused_and_says_so() {
+    let mut sshd = crate::emulators::Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let key = crate::sftp::key(dir.path(), "client_ed25519");
+    let wrong =
+        std::fs::read_to_string(crate::harness::root().join("fixtures/ssh/other_ed25519.pub"))
+            .unwrap();
+    let b = sftp_backend(&sshd, wrong.trim(), &key);
+    rt().block_on(async {
+        let e = b.check().await.unwrap_err();
+        assert_eq!(e.kind, StorageErrorKind::Permanent, "{e}");
+        assert!(e.detail.contains("host key mismatch"), "{e}");
+        // The right key works; then the upstream goes away: transient, and back again.
+        let good = sftp_backend(&sshd, &sshd.host_key, &key);
+        good.check().await.unwrap();
+        sshd.stop();
+        let e = good.stat(&k("x")).await.unwrap_err();
+        assert_eq!(e.kind, StorageErrorKind::Transient, "{e}");
+        sshd.restart();
+        good.check().await.unwrap();
+        put(good.as_ref(), "back.txt", b"again").await;
+        assert_eq!(read_all(good.as_ref(), "back.txt", None).await, b"again");
     });
 }

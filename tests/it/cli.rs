@@ -71,7 +71,9 @@ fn good_configs_pass() {
             .env("S3_ACCESS_KEY_ID", "AKIAEXAMPLE")
             .env("S3_SECRET_ACCESS_KEY", "secret")
             .env("JWT_SECRET", "0123456789abcdef0123456789abcdef")
-            .env("HOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            .env("HOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+            .env("AZURE_KEY", "a2V5")
+            .env("DAV_PW", "secret"),
         Duration::from_secs(30),
     );
     assert!(out.status.success(), "example.toml: {}", text(&out));

@@ -7,6 +7,8 @@
 mod audit;
 mod backend;
 mod cli;
+mod cloud;
+mod emulators;
 mod events;
 mod faults;
 mod ftp;
