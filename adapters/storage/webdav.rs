@@ -86,6 +86,22 @@ pub(super) fn transport(e: impl std::fmt::Display) -> StorageError {
     err(StorageErrorKind::Transient, format!("WebDAV: {e}"))
 }
 
+/// The entry a PROPFIND response describes.
+fn entry_of(p: &Prop, name: String) -> Entry {
+    Entry {
+        name,
+        kind: if p.collection {
+            EntryKind::Dir
+        } else {
+            EntryKind::File
+        },
+        size: if p.collection { 0 } else { p.length },
+        modified: p.modified,
+        sha256: None,
+        etag: p.etag.clone(),
+    }
+}
+
 fn reserved(key: &Key) -> bool {
     key.as_str().split('/').next() == Some(RESERVED)
 }
@@ -208,21 +224,6 @@ impl WebDavBackend {
         }
     }
 
-    fn entry(&self, p: &Prop, name: String) -> Entry {
-        Entry {
-            name,
-            kind: if p.collection {
-                EntryKind::Dir
-            } else {
-                EntryKind::File
-            },
-            size: if p.collection { 0 } else { p.length },
-            modified: p.modified,
-            sha256: None,
-            etag: p.etag.clone(),
-        }
-    }
-
     fn sidecar(key: &Key) -> String {
         format!(
             "{RESERVED}/sha256/{}",
@@ -299,7 +300,7 @@ impl Backend for WebDavBackend {
         Ok(self
             .props(key.as_str())
             .await?
-            .map(|p| self.entry(&p, key.name().to_string())))
+            .map(|p| entry_of(&p, key.name().to_string())))
     }
 
     async fn list(&self, dir: &Key) -> Result<EntryStream, StorageError> {
@@ -342,18 +343,7 @@ impl Backend for WebDavBackend {
                 if name.is_empty() || (hide_reserved && name == RESERVED) {
                     return None;
                 }
-                let e = Entry {
-                    name,
-                    kind: if p.collection {
-                        EntryKind::Dir
-                    } else {
-                        EntryKind::File
-                    },
-                    size: if p.collection { 0 } else { p.length },
-                    modified: p.modified,
-                    sha256: None,
-                    etag: p.etag,
-                };
+                let e = entry_of(&p, name);
                 Some(Ok(e))
             }
         });

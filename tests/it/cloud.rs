@@ -6,7 +6,7 @@
 //! away mid-upload, gets a clear error and the gateway recovers when it returns.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use crate::emulators::{AZURE_ACCOUNT, AZURE_KEY, Sshd, WebDav, azure, azurite};
@@ -86,6 +86,30 @@ fn upstream_sha256(cloud: Cloud, name: &str, key: &str, up: &Upstreams) -> Optio
                 .then(|| azure(&["sha256", name, key]))
         }
     }
+}
+
+/// A stock-client upload through one door (tests/py/door_upload.py) of `size` bytes, paused
+/// at `pause_at`: the client, with its output, once it has said "paused".
+fn paused_upload(
+    door: &str,
+    port: u16,
+    path: &str,
+    size: u64,
+    pause_at: u64,
+) -> (Child, BufReader<ChildStdout>) {
+    let mut client = Command::new(python())
+        .arg(root().join("tests/py/door_upload.py"))
+        .args([door, &port.to_string(), "acme", "secret", path])
+        .args([&size.to_string(), "--pause-at", &pause_at.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(client.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "paused");
+    (client, out)
 }
 
 fn every_door_lands_intact(cloud: Cloud) {
@@ -174,29 +198,7 @@ fn every_door_lands_intact(cloud: Cloud) {
     assert_eq!(sha256_file(&back), sha256_file(&big));
 
     // An upload cut off part-way (past the first 5 MiB part) leaves nothing on the upstream.
-    let mut client = Command::new(python())
-        .arg(root().join("tests/py/door_upload.py"))
-        .args([
-            "sftp",
-            &gw.sftp.to_string(),
-            "acme",
-            "secret",
-            "inbox/cut.bin",
-        ])
-        .args([
-            &(20u64 << 20).to_string(),
-            "--pause-at",
-            &(7u64 << 20).to_string(),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(client.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "paused");
+    let (mut client, _out) = paused_upload("sftp", gw.sftp, "inbox/cut.bin", 20 << 20, 7 << 20);
     client.kill().unwrap();
     let _ = client.wait();
     let rec = gw
@@ -273,28 +275,8 @@ fn an_upstream_sftp_server_that_fails_or_is_not_the_pinned_one_gets_a_clear_erro
         &gw.url("/v1/files/inbox?op=mkdir"),
     ]);
     assert_eq!(code, 201, "{body}");
-    let mut client = Command::new(python())
-        .arg(root().join("tests/py/door_upload.py"))
-        .args([
-            "http",
-            &gw.http.to_string(),
-            "acme",
-            "secret",
-            "inbox/cut.bin",
-        ])
-        .args([
-            &(20u64 << 20).to_string(),
-            "--pause-at",
-            &(4u64 << 20).to_string(),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(client.stdout.take().unwrap());
+    let (mut client, mut out) = paused_upload("http", gw.http, "inbox/cut.bin", 20 << 20, 4 << 20);
     let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "paused");
     up.sshd.as_mut().unwrap().stop();
     use std::io::Write;
     writeln!(client.stdin.as_mut().unwrap()).unwrap();
