@@ -13,13 +13,14 @@ use crate::{
 };
 use async_trait::async_trait;
 use std::{fmt::Debug, io, net::SocketAddr, ops::RangeInclusive, time::Duration};
-use tokio::net::TcpSocket;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{
     mpsc::{Receiver, Sender, channel},
     oneshot,
 };
 
-const BIND_RETRIES: u8 = 10;
+/// gatehouse patch: ports of the passive range tried per PASV/EPSV (bind and listen).
+const PORT_ATTEMPTS: u32 = 64;
 
 #[async_trait]
 pub(crate) trait LegacyReplyProducer<Storage, User>: Send + Sync + Debug
@@ -30,33 +31,34 @@ where
     async fn build_reply(&self, args: &CommandContext<Storage, User>, port: u16) -> Result<Reply, ControlChanError>;
 }
 
+/// gatehouse patch: a passive port that another socket holds is skipped. The port is bound with
+/// SO_REUSEADDR, which lets the bind succeed on a port an established connection still uses
+/// (another program's outbound connection, say), and then `listen` fails with EADDRINUSE; that
+/// error closed the whole control connection. Now bind *and* listen are tried together, on up
+/// to 64 ports of the range in turn from a random one, so a range with a free port finds it.
 #[tracing_attributes::instrument(skip_all)] // gatehouse patch: skip_all (the session's Debug on every log line)
-pub(crate) fn try_port_range(local_addr: SocketAddr, passive_ports: RangeInclusive<u16>) -> io::Result<TcpSocket> {
+pub(crate) fn try_port_range(local_addr: SocketAddr, passive_ports: RangeInclusive<u16>) -> io::Result<TcpListener> {
     let ip = local_addr.ip();
-    let rng_length = passive_ports.end() - passive_ports.start() + 1;
-
-    let mut socket: io::Result<TcpSocket> = Err(io::Error::new(io::ErrorKind::InvalidInput, "Bind retries cannot be 0"));
-
-    for _ in 1..BIND_RETRIES {
-        let random_u32 = {
-            let mut data = [0; 4];
-            getrandom::fill(&mut data).expect("Error generating random port");
-            u32::from_ne_bytes(data)
-        };
-
-        let port = random_u32 % rng_length as u32 + *passive_ports.start() as u32;
+    let rng_length = u32::from(passive_ports.end() - passive_ports.start()) + 1;
+    let start = {
+        let mut data = [0; 4];
+        getrandom::fill(&mut data).map_err(|e| io::Error::other(e.to_string()))?;
+        u32::from_ne_bytes(data) % rng_length
+    };
+    let mut last = io::Error::new(io::ErrorKind::AddrInUse, "no free port in the passive range");
+    for i in 0..rng_length.min(PORT_ATTEMPTS) {
+        let port = (start + i) % rng_length + u32::from(*passive_ports.start());
         let s = match ip {
             std::net::IpAddr::V4(_) => TcpSocket::new_v4()?,
             std::net::IpAddr::V6(_) => TcpSocket::new_v6()?,
         };
         s.set_reuseaddr(true)?;
-        if s.bind(std::net::SocketAddr::new(ip, port as u16)).is_ok() {
-            socket = Ok(s);
-            break;
+        match s.bind(std::net::SocketAddr::new(ip, port as u16)).and_then(|()| s.listen(1024)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = e,
         }
     }
-
-    socket
+    Err(last)
 }
 
 // modifies the session by adding channels that are used to communicate with the data connection
@@ -89,15 +91,19 @@ where
     S::Metadata: Metadata,
     T: LegacyReplyProducer<S, U>,
 {
+    // gatehouse patch: bind and listen are one step (try_port_range), so a port held by another
+    // socket is skipped instead of ending the session; a failed listen is a 425 like a failed bind.
     let listener = match args.session.lock().await.binder {
-        Some(ref mut binder) => binder.bind(args.local_addr.ip(), args.passive_ports.clone()).await,
+        Some(ref mut binder) => binder
+            .bind(args.local_addr.ip(), args.passive_ports.clone())
+            .await
+            .and_then(|s| s.listen(1024)),
         _ => try_port_range(args.local_addr, args.passive_ports.clone()),
     };
     let listener = match listener {
         Err(_) => return Ok(Reply::new(ReplyCode::CantOpenDataConnection, "No data connection established")),
         Ok(l) => l,
     };
-    let listener = listener.listen(1024)?;
 
     let port = listener.local_addr()?.port();
 
