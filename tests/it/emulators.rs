@@ -52,7 +52,16 @@ pub fn azurite() -> &'static Emulator {
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let bin: PathBuf = peers_dir().join("npm/node_modules/.bin/azurite-blob");
-        let mut cmd = Command::new(bin);
+        // A static is never dropped, so nothing would stop it at exit: a shell watches this
+        // process and stops Azurite when it is gone (as tests/py/moto_server.py does for moto).
+        let mut cmd = Command::new("bash");
+        cmd.args([
+            "-c",
+            "p=$1; shift; \"$@\" & c=$!; while kill -0 \"$p\" 2>/dev/null && kill -0 \"$c\" 2>/dev/null; do sleep 0.5; done; kill -9 \"$c\" 2>/dev/null; wait",
+            "azurite-watch",
+            &std::process::id().to_string(),
+        ])
+        .arg(bin);
         cmd.args([
             "--blobHost",
             "127.0.0.1",
