@@ -17,90 +17,12 @@ use crate::identity::pubkey::{self, PublicKey};
 use crate::identity::{Protocol, Role, api_key, password};
 use crate::policy::{Action, ActionSet, Rule};
 use crate::route::RouteTable;
-use crate::secret::Secret;
 use crate::vfs::VPath;
 
 /// HTTP paths the gateway serves itself; routes may not take them.
 pub const RESERVED_HTTP_PREFIXES: [&str; 4] = ["/v1", "/healthz", "/readyz", "/metrics"];
 
-/// A storage backend, checked for its kind.
-#[derive(Debug, Clone)]
-pub enum ValidBackend {
-    /// A local directory.
-    Local {
-        /// Directory holding the files.
-        root: PathBuf,
-    },
-    /// S3 or S3-compatible.
-    S3 {
-        /// Bucket.
-        bucket: String,
-        /// Custom endpoint (S3-compatible servers).
-        endpoint: Option<String>,
-        /// Region.
-        region: String,
-        /// Static credentials, when given.
-        access_key_id: Option<Secret<String>>,
-        /// Static credentials, when given.
-        secret_access_key: Option<Secret<String>>,
-        /// Virtual-hosted-style requests instead of path style.
-        virtual_hosted_style: bool,
-        /// Multipart part size in bytes.
-        part_size: usize,
-    },
-    /// Azure Blob Storage.
-    Azure {
-        /// Storage account.
-        account: String,
-        /// Container.
-        container: String,
-        /// Shared key, when given.
-        access_key: Option<Secret<String>>,
-        /// Custom endpoint (`http://127.0.0.1:10000/devstoreaccount1` for Azurite).
-        endpoint: Option<String>,
-        /// Block size in bytes.
-        part_size: usize,
-    },
-    /// Google Cloud Storage.
-    Gcs {
-        /// Bucket.
-        bucket: String,
-        /// Service account JSON file, when given.
-        service_account_file: Option<PathBuf>,
-        /// Custom endpoint (emulators).
-        endpoint: Option<String>,
-        /// Part size in bytes.
-        part_size: usize,
-    },
-    /// An upstream SFTP server.
-    Sftp {
-        /// `host:port`.
-        address: String,
-        /// Login name.
-        user: String,
-        /// Key file, when logging in by key.
-        private_key: Option<PathBuf>,
-        /// Password, when logging in by password.
-        password: Option<Secret<String>>,
-        /// Pinned host key (`ssh-ed25519 AAAA...`).
-        host_key: String,
-        /// Directory on the upstream.
-        root: String,
-        /// Pooled connections.
-        max_sessions: usize,
-    },
-    /// A WebDAV share.
-    WebDav {
-        /// Collection URL.
-        url: String,
-        /// Basic user.
-        user: Option<String>,
-        /// Basic password.
-        password: Option<Secret<String>>,
-    },
-    /// Memory.
-    Memory,
-}
+pub use super::validate_storage::ValidBackend;
 
 /// A mount: virtual path → backend + key prefix.
 #[derive(Debug, Clone)]

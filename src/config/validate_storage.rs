@@ -2,12 +2,92 @@
 //! name a backend, sit at distinct virtual paths and never reach the same keys twice.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use super::locate::KeyPath;
-use super::validate::{Errors, ValidBackend, ValidMount, parse_vpath};
+use super::validate::{Errors, ValidMount, parse_vpath};
 use super::{BackendConfig, BackendKind, Config};
 use crate::route::path_under;
 use crate::secret::Secret;
+
+/// A storage backend, checked for its kind.
+#[derive(Debug, Clone)]
+pub enum ValidBackend {
+    /// A local directory.
+    Local {
+        /// Directory holding the files.
+        root: PathBuf,
+    },
+    /// S3 or S3-compatible.
+    S3 {
+        /// Bucket.
+        bucket: String,
+        /// Custom endpoint (S3-compatible servers).
+        endpoint: Option<String>,
+        /// Region.
+        region: String,
+        /// Static credentials, when given.
+        access_key_id: Option<Secret<String>>,
+        /// Static credentials, when given.
+        secret_access_key: Option<Secret<String>>,
+        /// Virtual-hosted-style requests instead of path style.
+        virtual_hosted_style: bool,
+        /// Multipart part size in bytes.
+        part_size: usize,
+    },
+    /// Azure Blob Storage.
+    Azure {
+        /// Storage account.
+        account: String,
+        /// Container.
+        container: String,
+        /// Shared key, when given.
+        access_key: Option<Secret<String>>,
+        /// Custom endpoint (`http://127.0.0.1:10000/devstoreaccount1` for Azurite).
+        endpoint: Option<String>,
+        /// Block size in bytes.
+        part_size: usize,
+    },
+    /// Google Cloud Storage.
+    Gcs {
+        /// Bucket.
+        bucket: String,
+        /// Service account JSON file, when given.
+        service_account_file: Option<PathBuf>,
+        /// Custom endpoint (emulators).
+        endpoint: Option<String>,
+        /// Part size in bytes.
+        part_size: usize,
+    },
+    /// An upstream SFTP server.
+    Sftp {
+        /// `host:port`.
+        address: String,
+        /// Login name.
+        user: String,
+        /// Key file, when logging in by key.
+        private_key: Option<PathBuf>,
+        /// Password, when logging in by password.
+        password: Option<Secret<String>>,
+        /// Pinned host key (`ssh-ed25519 AAAA...`).
+        host_key: String,
+        /// Directory on the upstream.
+        root: String,
+        /// Pooled connections.
+        max_sessions: usize,
+    },
+    /// A WebDAV share.
+    WebDav {
+        /// Collection URL.
+        url: String,
+        /// Basic user.
+        user: Option<String>,
+        /// Basic password.
+        password: Option<Secret<String>>,
+    },
+    /// Memory.
+    Memory,
+}
 
 pub(super) fn check_backends(config: &Config, errs: &mut Errors) -> BTreeMap<String, ValidBackend> {
     let mut out = BTreeMap::new();
