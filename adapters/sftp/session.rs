@@ -286,7 +286,7 @@ impl SftpSession {
                 }
                 return Ok(Packet::Data(Data {
                     id,
-                    data: data.to_vec(),
+                    data: Vec::from(data),
                 }));
             }
             _ => return Err(bad(StatusCode::Failure, "invalid handle")),
@@ -294,7 +294,7 @@ impl SftpSession {
         match dl.read_at(offset, len.min(MAX_READ) as usize).await {
             Ok(Some(data)) => Ok(Packet::Data(Data {
                 id,
-                data: data.to_vec(),
+                data: Vec::from(data),
             })),
             Ok(None) => Err(bad(StatusCode::Eof, "end of file")),
             Err(e) => Err(status_of(&e)),

@@ -245,7 +245,7 @@ async fn read_chunk(
     offset: u64,
     len: usize,
 ) -> Result<Bytes, StorageError> {
-    let mut got = Vec::with_capacity(len);
+    let mut got: Vec<u8> = Vec::new();
     while got.len() < len {
         match sftp
             .read(
@@ -256,6 +256,8 @@ async fn read_chunk(
             .await
         {
             Ok(d) if d.data.is_empty() => break,
+            // The usual case, one reply for the whole chunk: its buffer, not a copy.
+            Ok(d) if got.is_empty() => got = d.data,
             Ok(d) => got.extend_from_slice(&d.data),
             Err(SftpError::Status(s)) if s.status_code == StatusCode::Eof => break,
             Err(e) => return Err(map(e, "read")),

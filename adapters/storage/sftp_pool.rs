@@ -2,16 +2,27 @@
 //! pinned (a mismatch refuses to connect and says which key was offered), keep-alive, and a
 //! small pool that reconnects a session the upstream closed.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey};
+use russh::{Preferred, cipher};
 use russh_sftp::client::RawSftpSession;
 use tokio::sync::Mutex;
 
 use crate::secret::Secret;
 use crate::vfs::backend::{StorageError, StorageErrorKind};
+
+/// Ciphers offered to the upstream, in order of preference.
+const UPSTREAM_CIPHERS: &[cipher::Name] = &[
+    cipher::AES_128_GCM,
+    cipher::AES_256_GCM,
+    cipher::CHACHA20_POLY1305,
+    cipher::AES_256_CTR,
+    cipher::AES_128_CTR,
+];
 
 /// How to reach and log in to the upstream.
 #[derive(Debug, Clone)]
@@ -88,6 +99,19 @@ async fn connect(up: &Upstream) -> Result<Conn, StorageError> {
         keepalive_interval: Some(Duration::from_secs(15)),
         keepalive_max: 3,
         inactivity_timeout: None,
+        // Pipelined READ/WRITE requests are small writes: with Nagle on, they wait for the
+        // upstream's delayed ACK (seen as a standing Send-Q, and reads at a fifth of direct).
+        nodelay: true,
+        // Room for the pipelined reads' replies (32 x 32 KiB) without waiting on window adjusts.
+        window_size: 8 * 1024 * 1024,
+        channel_buffer_size: 1024,
+        // AES-GCM first: hardware-accelerated, about half the CPU per byte of russh's default
+        // first choice (chacha20-poly1305) on x86_64 with AES-NI; the upstream picks from this
+        // list in our order.
+        preferred: Preferred {
+            cipher: Cow::Borrowed(UPSTREAM_CIPHERS),
+            ..Preferred::DEFAULT
+        },
         ..Default::default()
     });
     let connecting = russh::client::connect(config, up.address.as_str(), handler);
