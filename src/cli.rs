@@ -22,6 +22,7 @@ pub struct Cli {
 // Flattened argument groups carry their docs on their own types; clap would show field docs.
 #[allow(missing_docs)]
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once at startup
 pub enum Command {
     /// Run every listener the config enables, until SIGINT/SIGTERM.
     ///
@@ -102,6 +103,7 @@ pub enum EventsCommand {
 /// `audit` subcommands.
 #[allow(missing_docs)]
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once at startup
 pub enum AuditCommand {
     /// Re-compute the hash chain of every audit file. Prints `ok: N records` (exit 0), or the
     /// first bad file and sequence number (exit 1).
@@ -118,6 +120,11 @@ pub enum AuditCommand {
         /// JSON Lines output (the stored records, verbatim).
         #[arg(long)]
         json: bool,
+    },
+    /// Rebuild the audit index (in the state directory) from the audit files, then swap it in.
+    Reindex {
+        #[command(flatten)]
+        config: ConfigArg,
     },
 }
 
@@ -164,6 +171,15 @@ pub struct QueryArgs {
     /// Records before this time (RFC 3339).
     #[arg(long, value_name = "RFC3339")]
     pub until: Option<String>,
+    /// Only this session id.
+    #[arg(long)]
+    pub session: Option<String>,
+    /// Only this client address (IP).
+    #[arg(long, value_name = "IP")]
+    pub remote: Option<String>,
+    /// Only records whose detail has these words (the last may be a prefix).
+    #[arg(long, value_name = "WORDS")]
+    pub text: Option<String>,
     /// At most N records.
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,

@@ -33,6 +33,10 @@ pub struct Core {
     pub refusals: RefusalLog,
     /// Open SFTP and FTP sessions per user.
     pub user_sessions: UserLimiter,
+    /// Who is connected now (SFTP and FTP sessions), with their transfers in flight.
+    pub live: crate::live::LiveSessions,
+    /// The audit index (None when it could not be opened: queries scan the files then).
+    pub index: Option<crate::audit::index::AuditIndex>,
 }
 
 // By hand: the config holds password hashes and storage secrets, and protocol libraries put
@@ -55,6 +59,20 @@ pub enum LoginError {
 }
 
 impl Core {
+    /// The index, once it holds every record written so far (waiting up to 2 s for it to
+    /// catch up); `None` when there is none or it is behind: then scan the files.
+    pub async fn current_index(&self) -> Option<&crate::audit::index::AuditIndex> {
+        let ix = self.index.as_ref()?;
+        let want = *self.audit.written().borrow();
+        match ix.wait_for(want, std::time::Duration::from_secs(2)).await {
+            Ok(()) => Some(ix),
+            Err(e) => {
+                tracing::warn!(error = %e, "audit index behind; scanning the files");
+                None
+            }
+        }
+    }
+
     /// Logs in through the identity store and records the outcome. `interactive` logins (SFTP
     /// and FTP sessions) take one of the user's `max_sessions_per_user` slots and are recorded
     /// when they succeed; HTTP authenticates every request and records only refusals, since each
@@ -82,6 +100,14 @@ impl Core {
             Ok((principal, key_name)) => {
                 let mut session = Session::new(protocol, remote, principal);
                 session.slot = slot;
+                if interactive {
+                    session.live = Some(self.live.register(
+                        &session.id,
+                        protocol,
+                        session.principal.name(),
+                        remote,
+                    ));
+                }
                 if record_success {
                     let mut ev = AuditEvent::for_session(&session, AuditAction::Login, Outcome::Ok);
                     ev.detail = Some(login_method(creds, key_name.as_deref()));
@@ -120,7 +146,12 @@ impl Core {
     /// Records the end of a session.
     pub async fn logout(&self, session: &Session, detail: Option<String>) {
         let mut ev = AuditEvent::for_session(session, AuditAction::Logout, Outcome::Ok);
-        ev.detail = detail;
+        let by = session.live.as_ref().and_then(|l| l.ended_by());
+        ev.detail = match (detail, by) {
+            (Some(d), Some(op)) => Some(format!("{d}; ended by operator {op}")),
+            (None, Some(op)) => Some(format!("ended by operator {op}")),
+            (d, None) => d,
+        };
         if let Err(e) = self.audit.record(ev).await {
             tracing::error!(error = %e, "could not record a logout");
         }

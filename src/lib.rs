@@ -12,6 +12,7 @@ pub mod events;
 pub mod forwarded;
 pub mod identity;
 pub mod limits;
+pub mod live;
 pub mod pathglob;
 pub mod policy;
 pub mod refusals;

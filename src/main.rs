@@ -125,8 +125,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             filter,
             json,
         }) => {
-            let dir = audit_dir(&source)?;
-            run_query(&dir, &filter, json)?;
+            let (dir, state) = audit_dirs(&source)?;
+            let db = state.map(|s| gatehouse::audit::index::path_in(&s));
+            run_query(&dir, db.as_deref(), &filter, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(AuditCommand::Reindex { config }) => {
+            let cfg = load_config(config.config.as_deref())?;
+            let db = gatehouse::audit::index::path_in(&cfg.config.gateway.state_dir);
+            let started = std::time::Instant::now();
+            let n = gatehouse::audit::index::rebuild(&db, &cfg.audit_dir)
+                .with_context(|| format!("rebuilding {}", db.display()))?;
+            println!(
+                "indexed {n} records into {} in {:.1} s",
+                db.display(),
+                started.elapsed().as_secs_f64()
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -264,7 +278,18 @@ fn audit_dir(source: &AuditSource) -> anyhow::Result<std::path::PathBuf> {
     Ok(cfg.audit_dir)
 }
 
-fn run_query(dir: &Path, args: &QueryArgs, json: bool) -> anyhow::Result<()> {
+/// The audit directory and, when a config names it, the state directory (where the index is).
+fn audit_dirs(
+    source: &AuditSource,
+) -> anyhow::Result<(std::path::PathBuf, Option<std::path::PathBuf>)> {
+    if source.dir.is_some() {
+        return Ok((audit_dir(source)?, None));
+    }
+    let cfg = load_config(source.config.as_deref())?;
+    Ok((cfg.audit_dir, Some(cfg.config.gateway.state_dir)))
+}
+
+fn run_query(dir: &Path, db: Option<&Path>, args: &QueryArgs, json: bool) -> anyhow::Result<()> {
     let filter = query::Filter {
         user: args.user.clone(),
         protocol: args.protocol.clone(),
@@ -285,7 +310,12 @@ fn run_query(dir: &Path, args: &QueryArgs, json: bool) -> anyhow::Result<()> {
             .transpose()
             .map_err(anyhow::Error::msg)
             .context("--until")?,
+        session: args.session.clone(),
+        remote: args.remote.clone(),
+        text: args.text.clone(),
         after_seq: None,
+        before_seq: None,
+        newest_first: false,
         limit: args.limit,
     };
     let stdout = std::io::stdout();
@@ -298,7 +328,7 @@ fn run_query(dir: &Path, args: &QueryArgs, json: bool) -> anyhow::Result<()> {
         )?;
     }
     let mut write_err = None;
-    query::query(dir, &filter, |rec, line| {
+    gatehouse::audit::index_query::search(db, dir, &filter, |rec, line| {
         let r = if json {
             writeln!(out, "{line}")
         } else {

@@ -151,7 +151,23 @@ pub async fn build_core(cfg: ValidConfig) -> Result<(Arc<Core>, Option<String>),
         }
     }
     let identity = Identity::new(&cfg);
+    let index = match crate::audit::index::AuditIndex::start(
+        crate::audit::index::path_in(state_dir),
+        cfg.audit_dir.clone(),
+        audit.written(),
+        shutdown.token.clone(),
+    )
+    .await
+    {
+        Ok(ix) => Some(ix),
+        Err(e) => {
+            tracing::error!(error = %e, "audit index unavailable; audit queries scan the files");
+            None
+        }
+    };
     let core = Arc::new(Core {
+        live: crate::live::LiveSessions::default(),
+        index,
         refusals: RefusalLog::new(cfg.config.limits.refused_login_records_per_sec),
         user_sessions: crate::limits::UserLimiter::new(cfg.config.limits.max_sessions_per_user),
         routes: cfg.routes.clone(),

@@ -21,6 +21,8 @@ pub struct Session {
     /// The user's session slot (`max_sessions_per_user`), held by SFTP and FTP sessions until
     /// the last clone is dropped; HTTP requests hold none.
     pub slot: Option<Arc<KeyedGuard<String>>>,
+    /// The session's entry in the live sessions (SFTP and FTP sessions; HTTP requests have none).
+    pub live: Option<Arc<crate::live::LiveEntry>>,
 }
 
 impl Session {
@@ -32,7 +34,20 @@ impl Session {
             remote,
             principal,
             slot: None,
+            live: None,
         }
+    }
+
+    /// Starts a transfer in the session's live entry (none for HTTP requests).
+    pub fn transfer(
+        &self,
+        path: &str,
+        direction: crate::live::Direction,
+        size: Option<u64>,
+    ) -> Option<crate::live::Transfer> {
+        self.live
+            .as_ref()
+            .map(|l| l.transfer(path, direction, size))
     }
 }
 

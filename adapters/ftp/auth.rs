@@ -45,7 +45,15 @@ impl fmt::Display for FtpUser {
     }
 }
 
-impl UserDetail for FtpUser {}
+impl UserDetail for FtpUser {
+    /// An operator ending the session (live sessions): libunftp answers `421` and closes.
+    fn session_end(
+        &self,
+    ) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>> {
+        let token = self.session.live.as_ref()?.end_token();
+        Some(Box::pin(async move { token.cancelled().await }))
+    }
+}
 
 type Pending = Arc<Mutex<HashMap<String, (Session, Instant)>>>;
 

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::auth::Operator;
 use super::ops::RouteLabel;
 use super::{ApiError, AppState};
-use crate::audit::query::{Filter, normalise_time, query};
+use crate::audit::query::{Filter, normalise_time};
 
 const DEFAULT_LIMIT: usize = 1000;
 const MAX_LIMIT: usize = 10_000;
@@ -51,8 +51,19 @@ pub(crate) struct AuditParams {
     /// RFC 3339; records before it.
     #[param(format = DateTime)]
     until: Option<String>,
-    /// The last `seq` of the previous page.
+    /// Records of this session id.
+    session: Option<String>,
+    /// Records from this client address (IP).
+    remote: Option<String>,
+    /// Words in the detail (the last may be a prefix).
+    text: Option<String>,
+    /// The last `seq` of the previous page (oldest first).
     after_seq: Option<u64>,
+    /// Records before this `seq` (with `order=desc`: the last `seq` of the previous page).
+    before_seq: Option<u64>,
+    /// `asc` (oldest first, the default) or `desc` (newest first).
+    #[param(pattern = "^(asc|desc)$")]
+    order: Option<String>,
     /// Records per page (default 1000, at most 10000).
     #[param(maximum = 10000)]
     limit: Option<usize>,
@@ -101,6 +112,7 @@ async fn run(
     };
     check(&p.protocol, &["sftp", "ftp", "http"], "protocol")?;
     check(&p.outcome, &["ok", "denied", "error"], "outcome")?;
+    check(&p.order, &["asc", "desc"], "order")?;
     check(
         &p.action,
         &[
@@ -122,24 +134,20 @@ async fn run(
         path_prefix: p.path_prefix,
         since: time(p.since, "since")?,
         until: time(p.until, "until")?,
+        session: p.session,
+        remote: p.remote,
+        text: p.text,
         after_seq: p.after_seq,
+        before_seq: p.before_seq,
+        newest_first: p.order.as_deref() == Some("desc"),
         limit: Some(p.limit.unwrap_or(DEFAULT_LIMIT)),
     };
-    let dir = state.core.audit.dir().to_path_buf();
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
-    // The files are read on a blocking thread; the channel's bound is the backpressure.
-    tokio::task::spawn_blocking(move || {
-        let r = query(&dir, &filter, |_, line| {
-            let mut l = String::with_capacity(line.len() + 1);
-            l.push_str(line);
-            l.push('\n');
-            tx.blocking_send(Ok(Bytes::from(l))).is_ok()
-        });
-        if let Err(e) = r {
-            let _ = tx.blocking_send(Err(e));
-        }
-    });
-    let body = Body::from_stream(tokio_stream_from(rx));
+    if filter.newest_first && state.core.index.is_none() {
+        return Err(ApiError::bad_request(
+            "order=desc needs the audit index, which is unavailable (see the gateway's log)",
+        ));
+    }
+    let body = jsonl_body(&state.core, filter).await;
     Ok((
         StatusCode::OK,
         [
@@ -149,6 +157,40 @@ async fn run(
         body,
     )
         .into_response())
+}
+
+/// The matching records as a streamed JSON Lines body: from the index when it has caught up
+/// with the log, else from the files.
+pub(crate) async fn jsonl_body(core: &crate::core::Core, filter: Filter) -> Body {
+    lines_body(core, filter, |_, line| {
+        let mut l = String::with_capacity(line.len() + 1);
+        l.push_str(line);
+        l.push('\n');
+        l
+    })
+    .await
+}
+
+/// The matching records, each turned into a piece of a streamed body by `render` (which gets
+/// the record and its stored line).
+pub(crate) async fn lines_body(
+    core: &crate::core::Core,
+    filter: Filter,
+    render: impl Fn(&crate::audit::Record, &str) -> String + Send + 'static,
+) -> Body {
+    let db = core.current_index().await.map(|ix| ix.path().to_path_buf());
+    let dir = core.audit.dir().to_path_buf();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+    // Read on a blocking thread; the channel's bound is the backpressure.
+    tokio::task::spawn_blocking(move || {
+        let r = crate::audit::index_query::search(db.as_deref(), &dir, &filter, |rec, line| {
+            tx.blocking_send(Ok(Bytes::from(render(rec, line)))).is_ok()
+        });
+        if let Err(e) = r {
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    Body::from_stream(tokio_stream_from(rx))
 }
 
 fn tokio_stream_from<T: Send + 'static>(

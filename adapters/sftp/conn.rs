@@ -261,9 +261,31 @@ pub(super) async fn serve(
         }
         std::future::pending::<()>().await;
     };
+    // An operator ending the session (live sessions): its entry exists once logged in.
+    let end_slot = slot.clone();
+    let ended_by_operator = async move {
+        let end = loop {
+            if let Some(t) = get(&end_slot).and_then(|s| s.live.as_ref().map(|l| l.end_token())) {
+                break t;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        end.cancelled().await;
+    };
     let ended = tokio::select! {
         r = &mut running => Some(r),
         _ = token.cancelled() => None,
+        _ = ended_by_operator => {
+            tracing::info!(%remote, "ssh session ended by an operator");
+            let _ = handle
+                .disconnect(Disconnect::ByApplication, "session ended by an operator".into(), "en".into())
+                .await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), &mut running).await;
+            if let Some(s) = take(&slot) {
+                core.logout(&s, None).await;
+            }
+            return;
+        }
         _ = login_timed_out => {
             tracing::debug!(%remote, "ssh login timed out");
             let _ = handle

@@ -5,9 +5,12 @@
 //! dropped silently.
 
 mod capacity;
+pub mod index;
+pub mod index_query;
 pub mod query;
 pub mod record;
 mod recover;
+pub mod tail;
 pub mod verify;
 mod writer;
 

@@ -25,8 +25,18 @@ pub struct Filter {
     pub since: Option<String>,
     /// Records before this time (normalised with [`normalise_time`]).
     pub until: Option<String>,
+    /// Exact session id.
+    pub session: Option<String>,
+    /// Client address (IP, without port; a full `ip:port` matches too).
+    pub remote: Option<String>,
+    /// Words in the detail (whole words; the last may be a prefix).
+    pub text: Option<String>,
     /// Records with seq greater than this (pagination).
     pub after_seq: Option<u64>,
+    /// Records with seq less than this (pagination, newest first).
+    pub before_seq: Option<u64>,
+    /// Newest first (index queries only; the file scan is always oldest first).
+    pub newest_first: bool,
     /// At most this many records.
     pub limit: Option<usize>,
 }
@@ -48,6 +58,19 @@ impl Filter {
             && self.since.as_deref().is_none_or(|s| r.ts.as_str() >= s)
             && self.until.as_deref().is_none_or(|u| r.ts.as_str() < u)
             && self.after_seq.is_none_or(|a| r.seq > a)
+            && self.before_seq.is_none_or(|b| r.seq < b)
+            && eq(&self.session, r.session.as_deref())
+            && self.remote.as_deref().is_none_or(|want| {
+                r.remote
+                    .as_deref()
+                    .is_some_and(|got| got == want || super::index::ip_of(got) == want)
+            })
+            && self.text.as_deref().is_none_or(|t| {
+                r.detail.as_deref().is_some_and(|d| {
+                    let d = d.to_lowercase();
+                    t.split_whitespace().all(|w| d.contains(&w.to_lowercase()))
+                })
+            })
     }
 }
 

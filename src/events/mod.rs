@@ -8,7 +8,6 @@
 
 pub mod message;
 pub mod state;
-mod tail;
 mod worker;
 
 use std::path::{Path, PathBuf};
@@ -19,7 +18,7 @@ use crate::audit::{AuditLog, Record};
 use crate::pathglob::PathGlob;
 use crate::secret::Secret;
 
-pub use tail::Tail;
+pub use crate::audit::tail::Tail;
 
 /// Detail words of a refused login that started a ban or an account lock (written by
 /// `core::refusal_event`, matched here for `on = ["ban"]`).

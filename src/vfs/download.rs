@@ -37,6 +37,8 @@ pub struct Download {
     /// Byte range a stream serves (the whole file for `read_at`).
     start: u64,
     end: u64,
+    /// Progress shown in the live sessions.
+    live: Option<crate::live::Transfer>,
 }
 
 impl std::fmt::Debug for Download {
@@ -56,7 +58,13 @@ impl Download {
         prefetched: Option<ByteStream>,
     ) -> Self {
         let entry_size = entry.size;
+        let live = session.transfer(
+            full.as_str(),
+            crate::live::Direction::Download,
+            Some(entry_size),
+        );
         Self {
+            live,
             audit: Some(audit),
             session,
             full,
@@ -93,6 +101,9 @@ impl Download {
 
     fn account(&mut self, offset: u64, data: &[u8]) {
         self.sent += data.len() as u64;
+        if let Some(t) = &self.live {
+            t.progress(data.len() as u64);
+        }
         if let Some(h) = &mut self.hasher {
             if offset == self.hashed_to {
                 h.update(data);

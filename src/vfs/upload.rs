@@ -89,6 +89,8 @@ pub struct Upload {
     check: Option<Check>,
     /// Refused by validation (recorded once, when it happened); later calls get it again.
     refused: Option<Refusal>,
+    /// Progress shown in the live sessions.
+    live: Option<crate::live::Transfer>,
 }
 
 impl std::fmt::Debug for Upload {
@@ -109,7 +111,11 @@ impl Upload {
     ) -> Result<Self, Error> {
         let caps = backend.capabilities();
         let resume = caps.resume;
+        let live = cx
+            .session
+            .transfer(full.as_str(), crate::live::Direction::Upload, None);
         let mut up = Self {
+            live,
             audit: cx.audit,
             tasks: cx.tasks,
             session: cx.session,
@@ -252,6 +258,9 @@ impl Upload {
         }
         self.next_offset = self.next_offset.max(offset + n);
         self.received += n;
+        if let Some(t) = &self.live {
+            t.progress(n);
+        }
         Ok(())
     }
 

@@ -30,6 +30,12 @@ pub trait UserDetail: Send + Sync + Display + Debug {
     fn home(&self) -> Option<&Path> {
         None
     }
+
+    /// gatehouse patch: resolves when the server wants this logged-in session ended (an
+    /// operator ended it); the control connection then replies 421 and closes. `None`: never.
+    fn session_end(&self) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>> {
+        None
+    }
 }
 
 /// Provides a way to convert a [`Principal`] (authenticated identity) into a full [`UserDetail`]

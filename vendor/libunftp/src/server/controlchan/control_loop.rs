@@ -187,6 +187,8 @@ where
     let login_deadline = tokio::time::Instant::now() + hardening.login_timeout;
     let tls_handshake_timeout = hardening.tls_handshake_timeout;
     let mut logged_in = false;
+    // gatehouse patch: the logged-in user's end signal (an operator ending the session).
+    let mut session_end: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = Box::pin(std::future::pending());
     let codec = FtpCodec::with_max_line(max_line);
     let cmd_and_reply_stream: Framed<Box<dyn AsyncReadAsyncWriteSendUnpin>, FtpCodec> = codec.framed(Box::new(tcp_stream));
     let (mut reply_sink, mut command_source) = cmd_and_reply_stream.split();
@@ -219,6 +221,11 @@ where
                                 incoming = Some(Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop)))
                             }
                         }
+                    },
+                    _ = &mut session_end => {
+                        slog::info!(logger, "Closing the control connection: the session was ended by the server");
+                        let _ = reply_sink.send(Reply::new(ReplyCode::ServiceNotAvailable, "Session ended by an operator")).await;
+                        incoming = Some(Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop)))
                     },
                     _ = tokio::time::sleep_until(login_deadline), if !logged_in => {
                         incoming = Some(Err(ControlChanError::new(ControlChanErrorKind::LoginTimeout)));
@@ -295,7 +302,8 @@ where
                         command_source = src;
                     }
 
-                    if let Event::InternalMsg(ControlChanMsg::AuthSuccess { .. }) = &event {
+                    let logged_in_now = matches!(&event, Event::InternalMsg(ControlChanMsg::AuthSuccess { .. }));
+                    if logged_in_now {
                         logged_in = true;
                     }
                     // gatehouse patch: the authenticator asked the client to come back later.
@@ -321,6 +329,13 @@ where
                     if let Err(chan_err) = handle_result {
                         slog::warn!(logger, "Event handler chain error: {:?}. Closing control connection", chan_err);
                         return;
+                    }
+                    // gatehouse patch: once logged in, watch the user's end signal.
+                    if logged_in_now {
+                        let session = shared_session.lock().await;
+                        if let Some(end) = session.user.as_ref().as_ref().and_then(|u| u.session_end()) {
+                            session_end = end;
+                        }
                     }
                 }
                 Some(Err(e)) => {

@@ -19,8 +19,8 @@ pub struct Tail {
     partial: Vec<u8>,
     /// Seq of the last line read (matching or not).
     pub last_seq: u64,
-    /// `"action":"<word>"` needles: lines without one are not parsed.
-    needles: Vec<String>,
+    /// `"action":"<word>"` needles: lines without one are not parsed (`None`: every line is).
+    needles: Option<Vec<String>>,
 }
 
 /// What one read found.
@@ -57,11 +57,25 @@ impl Tail {
             offset: 0,
             partial: Vec::new(),
             last_seq: after_seq,
-            needles: actions
-                .iter()
-                .map(|a| format!("\"action\":\"{a}\""))
-                .collect(),
+            needles: Some(
+                actions
+                    .iter()
+                    .map(|a| format!("\"action\":\"{a}\""))
+                    .collect(),
+            ),
         }
+    }
+
+    /// A reader that yields every record after `after_seq`.
+    pub fn all(dir: &Path, after_seq: u64) -> Self {
+        let mut t = Self::new(dir, after_seq, &[]);
+        t.needles = None;
+        t
+    }
+
+    /// The number of the file being read, once the reader has started.
+    pub fn file_no(&self) -> Option<u64> {
+        self.file_no
     }
 
     /// Reads up to `max` wanted records (and any number of unwanted ones, up to 16 MiB).
@@ -147,10 +161,10 @@ impl Tail {
                 continue;
             }
             self.last_seq = seq;
-            let wanted = self
-                .needles
-                .iter()
-                .any(|n| line.windows(n.len()).any(|w| w == n.as_bytes()));
+            let wanted = self.needles.as_ref().is_none_or(|ns| {
+                ns.iter()
+                    .any(|n| line.windows(n.len()).any(|w| w == n.as_bytes()))
+            });
             if wanted && let Ok(r) = serde_json::from_slice::<Record>(line) {
                 out.push(r);
             }
