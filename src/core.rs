@@ -35,6 +35,8 @@ pub struct Core {
     pub user_sessions: UserLimiter,
     /// Who is connected now (SFTP and FTP sessions), with their transfers in flight.
     pub live: crate::live::LiveSessions,
+    /// Operator console sessions.
+    pub console: crate::console::ConsoleSessions,
     /// The audit index (None when it could not be opened: queries scan the files then).
     pub index: Option<crate::audit::index::AuditIndex>,
 }

@@ -7,6 +7,7 @@ pub mod adapters;
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod core;
 pub mod events;
 pub mod forwarded;

@@ -167,6 +167,7 @@ pub async fn build_core(cfg: ValidConfig) -> Result<(Arc<Core>, Option<String>),
     };
     let core = Arc::new(Core {
         live: crate::live::LiveSessions::default(),
+        console: crate::console::ConsoleSessions::default(),
         index,
         refusals: RefusalLog::new(cfg.config.limits.refused_login_records_per_sec),
         user_sessions: crate::limits::UserLimiter::new(cfg.config.limits.max_sessions_per_user),

@@ -5,6 +5,7 @@
 
 mod audit_api;
 mod auth;
+mod console;
 mod error;
 mod files;
 mod files_http;
@@ -205,6 +206,7 @@ fn build_router(state: AppState) -> Router {
         .merge(ops::router())
         .merge(files::router())
         .merge(audit_api::router())
+        .merge(console::router())
         .merge(openapi::router())
         .fallback(proxy::handle)
         .with_state(state)

@@ -20,7 +20,8 @@ use crate::route::RouteTable;
 use crate::vfs::VPath;
 
 /// HTTP paths the gateway serves itself; routes may not take them.
-pub const RESERVED_HTTP_PREFIXES: [&str; 4] = ["/v1", "/healthz", "/readyz", "/metrics"];
+pub const RESERVED_HTTP_PREFIXES: [&str; 5] =
+    ["/v1", "/healthz", "/readyz", "/metrics", "/console"];
 
 pub use super::validate_storage::ValidBackend;
 
