@@ -17,7 +17,7 @@ set -euo pipefail
 
 readonly APT_PACKAGES=(
     openssh-server openssh-client lftp curl vsftpd nginx-light wrk rclone hyperfine procps python3-venv
-    e2fsprogs util-linux mount
+    e2fsprogs util-linux mount chromium
 )
 # Python requirements of the test/bench harness. Changing this list re-runs pip once.
 # schemathesis and hypothesis are pinned: with a fixed seed they generate the same cases on
@@ -52,6 +52,7 @@ pkg_probe() {
         e2fsprogs) echo mkfs.ext4 ;;
         util-linux) echo losetup ;;
         mount) echo mount ;;
+        chromium) echo /usr/bin/chromium ;;
         *) echo '' ;;
     esac
 }
@@ -124,13 +125,16 @@ install_venv() {
 
 # npm packages of the test harness (Azurite, the Azure Blob Storage emulator), under
 # $PEERS_DIR/npm with the machine's Node.js.
-readonly NPM_PACKAGES=(azurite@3.37.0)
+# azurite: the Azure Blob emulator (backend tests); playwright-core: drives Debian chromium in the
+# console browser test (tests/browser/console.mjs).
+readonly NPM_PACKAGES=(azurite@3.37.0 playwright-core@1.65.1)
 
 install_npm() {
     local dir="$PEERS_DIR/npm" stamp="$PEERS_DIR/npm/.gatehouse-packages"
     command -v npm >/dev/null 2>&1 || die "npm not found on PATH (Node.js is needed for Azurite)"
     if [[ -f "$stamp" ]] && [[ "$(cat "$stamp")" == "${NPM_PACKAGES[*]}" ]] \
-        && [[ -x "$dir/node_modules/.bin/azurite-blob" ]]; then
+        && [[ -x "$dir/node_modules/.bin/azurite-blob" ]] \
+        && [[ -f "$dir/node_modules/playwright-core/package.json" ]]; then
         log "npm: packages up to date, skipping npm"
         return 0
     fi
@@ -138,6 +142,7 @@ install_npm() {
     mkdir -p "$dir"
     npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "${NPM_PACKAGES[@]}" >&2
     [[ -x "$dir/node_modules/.bin/azurite-blob" ]] || die "npm: azurite-blob missing after npm install"
+    [[ -f "$dir/node_modules/playwright-core/package.json" ]] || die "npm: playwright-core missing after npm install"
     printf '%s' "${NPM_PACKAGES[*]}" >"$stamp"
 }
 

@@ -21,6 +21,8 @@ pub const FILE_NAME: &str = "audit-index.sqlite";
 const SCHEMA_VERSION: &str = "1";
 /// Records per insert transaction.
 const BATCH: usize = 10_000;
+/// Gauge: the last seq in the index.
+pub const INDEXED_SEQ: &str = "gatehouse_audit_index_seq";
 
 /// Why the index could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +111,8 @@ fn open_rw(path: &Path) -> Result<Connection, IndexError> {
     // caught up from them at the next start.
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(&e)?;
+    // The secondary indexes' pages stay in memory while a batch goes in.
+    conn.pragma_update(None, "cache_size", -65536).map_err(&e)?;
     conn.execute_batch(SCHEMA).map_err(&e)?;
     let version: Option<String> = conn
         .query_row("SELECT value FROM meta WHERE key='schema'", [], |r| {
@@ -205,11 +209,17 @@ impl Indexer {
     pub fn open(path: &Path, dir: &Path) -> Result<Self, IndexError> {
         let conn = open_rw(path)?;
         let e = sql_err(path);
-        let last: Option<(u64, String)> = conn
+        let last: Option<(u64, String, u64)> = conn
             .query_row(
-                "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1",
+                "SELECT seq, hash, file FROM records ORDER BY seq DESC LIMIT 1",
                 [],
-                |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)? as u64,
+                        r.get(1)?,
+                        r.get::<_, i64>(2)? as u64,
+                    ))
+                },
             )
             .optional()
             .map_err(&e)?;
@@ -226,8 +236,8 @@ impl Indexer {
                 .and_then(|v| serde_json::from_str::<(String, u64, String)>(&v).ok())
                 .map(|(file, seq, reason)| ChainBreak { file, seq, reason }),
         };
-        if let Some((seq, hash)) = &last
-            && !continues(dir, *seq, hash)
+        if let Some((seq, hash, file)) = &last
+            && !continues(dir, *file, *seq, hash)
         {
             tracing::warn!(
                 index = %path.display(),
@@ -237,7 +247,7 @@ impl Indexer {
             remove_db(path)?;
             return Self::open(path, dir);
         }
-        let after = last.as_ref().map_or(0, |(s, _)| *s);
+        let after = last.as_ref().map_or(0, |(s, _, _)| *s);
         Ok(Self {
             path: path.to_path_buf(),
             dir: dir.to_path_buf(),
@@ -269,10 +279,9 @@ impl Indexer {
         let mut total = 0u64;
         loop {
             let batch = self.tail.read(BATCH)?;
-            let file = self.tail.file_no().unwrap_or(0);
             if !batch.records.is_empty() {
                 total += batch.records.len() as u64;
-                self.insert(&batch.records, file)?;
+                self.insert(&batch.records, &batch.files)?;
             }
             if !batch.more {
                 return Ok(total);
@@ -280,7 +289,7 @@ impl Indexer {
         }
     }
 
-    fn insert(&mut self, records: &[Record], file: u64) -> Result<(), IndexError> {
+    fn insert(&mut self, records: &[Record], files: &[u64]) -> Result<(), IndexError> {
         let e = sql_err(&self.path);
         let tx = self.conn.transaction().map_err(&e)?;
         {
@@ -294,7 +303,7 @@ impl Indexer {
             let mut fts = tx
                 .prepare_cached("INSERT INTO detail_fts(rowid, detail) VALUES(?1, ?2)")
                 .map_err(&e)?;
-            for r in records {
+            for (r, file) in records.iter().zip(files.iter().copied()) {
                 ins.execute(params![
                     r.seq as i64,
                     r.ts,
@@ -370,16 +379,12 @@ fn check_step(s: &mut ChainStatus, r: &Record, file: u64) {
     }
 }
 
-/// Whether the record `seq` in the files still has `hash` (the index continues this log).
-fn continues(dir: &Path, seq: u64, hash: &str) -> bool {
-    let mut t = Tail::all(dir, seq.saturating_sub(1));
-    match t.read(1) {
-        Ok(b) => b
-            .records
-            .first()
-            .is_some_and(|r| r.seq == seq && r.hash.as_deref() == Some(hash)),
-        Err(_) => false,
-    }
+/// Whether record `seq`, indexed from audit file number `file`, is still there with `hash`
+/// (the index continues this log). Reads that one file.
+fn continues(dir: &Path, file: u64, seq: u64, hash: &str) -> bool {
+    super::tail::line_in(&dir.join(file_name(file)), seq)
+        .and_then(|l| serde_json::from_slice::<Record>(&l).ok())
+        .is_some_and(|r| r.hash.as_deref() == Some(hash))
 }
 
 /// Builds a fresh index of `dir` at `path` (into a temporary file, then swapped in, so a running
@@ -447,6 +452,7 @@ impl AuditIndex {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
                 *st.lock().unwrap_or_else(|p| p.into_inner()) = ix.status().clone();
+                metrics::gauge!(INDEXED_SEQ).set(ix.indexed() as f64);
                 let _ = tx.send(ix.indexed());
                 tokio::select! {
                     r = written.changed() => if r.is_err() { return },
@@ -490,5 +496,78 @@ impl AuditIndex {
                 want: seq,
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{AuditAction, AuditEvent, AuditLog, AuditOptions, Outcome};
+    use crate::config::FsyncMode;
+
+    async fn write(dir: &Path, n: u64, tag: &str) {
+        let (log, _) = AuditLog::open(AuditOptions {
+            dir: dir.to_path_buf(),
+            fsync: FsyncMode::Batch,
+            rotate_bytes: 4096,
+            node: "t".into(),
+            reserve_bytes: 64 * 1024,
+        })
+        .unwrap();
+        for i in 0..n {
+            log.record(
+                AuditEvent::new(AuditAction::Upload, Outcome::Ok).path(format!("/{tag}/{i}")),
+            )
+            .await
+            .unwrap();
+        }
+        log.close().await.unwrap();
+    }
+
+    fn rows(db: &Path) -> i64 {
+        open_ro(db)
+            .unwrap()
+            .query_row("SELECT count(*) FROM records", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn continues_a_log_rebuilds_for_another_and_finds_an_edit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, db) = (tmp.path().join("audit"), tmp.path().join("ix.sqlite"));
+        write(&dir, 300, "a").await;
+        assert_eq!(super::super::tail::last_seq(&dir).unwrap(), 300);
+        let mut ix = Indexer::open(&db, &dir).unwrap();
+        assert_eq!(ix.catch_up().unwrap(), 300);
+        drop(ix);
+        // More records: the reopened index continues where it was.
+        write(&dir, 10, "b").await;
+        let mut ix = Indexer::open(&db, &dir).unwrap();
+        assert_eq!(ix.indexed(), 300);
+        assert_eq!(ix.catch_up().unwrap(), 10);
+        assert_eq!(ix.status().verified_seq, 310);
+        drop(ix);
+        assert_eq!(rows(&db), 310);
+        // Another log in the same place: rebuilt from it.
+        std::fs::remove_dir_all(&dir).unwrap();
+        write(&dir, 5, "c").await;
+        let mut ix = Indexer::open(&db, &dir).unwrap();
+        assert_eq!(ix.indexed(), 0);
+        assert_eq!(ix.catch_up().unwrap(), 5);
+        drop(ix);
+        assert_eq!(rows(&db), 5);
+        // An edited record is named by the incremental check.
+        let (dir2, db2) = (tmp.path().join("audit2"), tmp.path().join("ix2.sqlite"));
+        write(&dir2, 50, "d").await;
+        let files = crate::audit::record::list_files(&dir2).unwrap();
+        let (_, path) = &files[1];
+        let text = std::fs::read_to_string(path).unwrap();
+        std::fs::write(path, text.replacen("/d/", "/D/", 1)).unwrap();
+        let mut ix = Indexer::open(&db2, &dir2).unwrap();
+        ix.catch_up().unwrap();
+        let broken = ix.status().broken.clone().unwrap();
+        assert_eq!(broken.file, file_name(files[1].0));
+        assert!(broken.reason.contains("edited"), "{broken:?}");
+        assert_eq!(ix.status().verified_seq + 1, broken.seq);
     }
 }

@@ -35,6 +35,22 @@ fn fts_query(text: &str) -> Option<String> {
     Some(format!("{}*", words.join(" ")))
 }
 
+/// How far back the writer's clock may step without a time filter missing records (seconds;
+/// NTP slews by milliseconds, and a larger step back is logged by any sane host).
+const CLOCK_MARGIN: i64 = 10;
+
+/// A record timestamp moved by `secs` (unchanged if it does not parse).
+fn shift(ts: &str, secs: i64) -> String {
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
+    time::PrimitiveDateTime::parse(ts, fmt)
+        .ok()
+        .and_then(|t| t.checked_add(time::Duration::seconds(secs)))
+        .and_then(|t| t.format(fmt).ok())
+        .unwrap_or_else(|| ts.to_string())
+}
+
 /// The WHERE clause of a filter and its parameters.
 fn where_clause(f: &Filter) -> (String, Vec<Value>) {
     let mut conds: Vec<String> = Vec::new();
@@ -68,13 +84,27 @@ fn where_clause(f: &Filter) -> (String, Vec<Value>) {
             ));
         }
     }
+    // Times become a seq range (records are written in time order, so ts rises with seq), found
+    // with one lookup in the ts index each, widened by CLOCK_MARGIN for a clock stepped back;
+    // the exact times then filter the rows of that range (`+ts`: not through the ts index, which
+    // would make SQLite sort every row in the range to page by seq).
     if let Some(s) = &f.since {
+        args.push(Value::Text(shift(s, -CLOCK_MARGIN)));
         args.push(Value::Text(s.clone()));
-        conds.push(format!("ts >= ?{}", args.len()));
+        let n = args.len();
+        conds.push(format!(
+            "seq >= (SELECT seq FROM records WHERE ts >= ?{} ORDER BY ts, seq LIMIT 1) AND +ts >= ?{n}",
+            n - 1
+        ));
     }
     if let Some(u) = &f.until {
+        args.push(Value::Text(shift(u, CLOCK_MARGIN)));
         args.push(Value::Text(u.clone()));
-        conds.push(format!("ts < ?{}", args.len()));
+        let n = args.len();
+        conds.push(format!(
+            "seq <= (SELECT seq FROM records WHERE ts < ?{} ORDER BY ts DESC, seq DESC LIMIT 1) AND +ts < ?{n}",
+            n - 1
+        ));
     }
     if let Some(a) = f.after_seq {
         args.push(Value::Integer(a.min(i64::MAX as u64) as i64));
@@ -235,7 +265,7 @@ pub fn refused_logins_per_hour(conn: &Connection, since: &str) -> Result<Vec<Buc
     buckets(
         conn,
         "SELECT 'refused', substr(ts, 1, 13), count(*),
-                sum(CASE WHEN detail LIKE '%banned%' THEN 1 ELSE 0 END) FROM records
+                sum(CASE WHEN detail LIKE '%ban started%' THEN 1 ELSE 0 END) FROM records
          WHERE ts >= ?1 AND action = 'login' AND outcome = 'denied'
          GROUP BY 2 ORDER BY 2",
         since,
@@ -260,9 +290,7 @@ pub fn index_is_current(db: &std::path::Path, dir: &std::path::Path) -> bool {
         conn.query_row("SELECT max(seq) FROM records", [], |r| r.get(0));
     let Ok(last) = last else { return false };
     let last = last.unwrap_or(0) as u64;
-    let mut t = super::tail::Tail::all(dir, last);
-    t.read(1)
-        .is_ok_and(|b| b.records.is_empty() && b.gap.is_none())
+    super::tail::last_seq(dir).is_ok_and(|in_files| in_files == last)
 }
 
 /// Calls `visit` with each matching record and its stored line: from the index at `db` when it
@@ -363,6 +391,28 @@ mod tests {
                 assert_eq!(count(&conn, &f).unwrap(), scan.len() as u64);
             }
         }
+        // A time range: the same records as the scan's.
+        let mut all = Vec::new();
+        crate::audit::query::query(&audit, &Filter::default(), |r, _| {
+            all.push(r.clone());
+            true
+        })
+        .unwrap();
+        let f = Filter {
+            since: Some(all[499].ts.clone()),
+            until: Some(all[1499].ts.clone()),
+            user: Some("u2".into()),
+            ..Default::default()
+        };
+        let mut scan = Vec::new();
+        crate::audit::query::query(&audit, &f, |r, _| {
+            scan.push(r.clone());
+            true
+        })
+        .unwrap();
+        assert!(!scan.is_empty());
+        assert_eq!(page(&conn, &f).unwrap(), scan);
+        assert_eq!(count(&conn, &f).unwrap(), scan.len() as u64);
         // Newest first, keyset by seq.
         let f = Filter {
             user: Some("u1".into()),
@@ -389,6 +439,15 @@ mod tests {
                 .sum::<u64>(),
             1000
         );
+    }
+
+    #[test]
+    fn times_shift_for_the_clock_margin() {
+        assert_eq!(
+            shift("2026-12-01T00:02:00.000001Z", -300),
+            "2026-11-30T23:57:00.000001Z"
+        );
+        assert_eq!(shift("garbage", 5), "garbage");
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub struct Tail {
 pub struct Batch {
     /// Records whose action is wanted, in order.
     pub records: Vec<Record>,
+    /// The audit file number each record was read from (same order as `records`).
+    pub files: Vec<u64>,
     /// Records between the start seq and the first file that were no longer there (removed
     /// before their events were delivered): first and last seq missing.
     pub gap: Option<(u64, u64)>,
@@ -39,6 +41,57 @@ fn first_seq(path: &Path) -> Option<u64> {
     let mut buf = [0u8; 64];
     let n = File::open(path).ok()?.read(&mut buf).ok()?;
     seq_of(&buf[..n])
+}
+
+/// The seq of the last complete record in the files (0 when there is none), from the end of
+/// the newest non-empty file: no scan.
+pub fn last_seq(dir: &Path) -> std::io::Result<u64> {
+    let files = list_files(dir)?;
+    for (_, path) in files.iter().rev() {
+        let mut f = File::open(path)?;
+        let len = f.metadata()?.len();
+        let mut back = 64 * 1024u64;
+        loop {
+            let start = len.saturating_sub(back);
+            f.seek(SeekFrom::Start(start))?;
+            let mut buf = Vec::new();
+            f.read_to_end(&mut buf)?;
+            // Complete lines only: up to the last newline.
+            let Some(end) = buf.iter().rposition(|&c| c == b'\n') else {
+                if start == 0 {
+                    break;
+                }
+                back *= 4;
+                continue;
+            };
+            let body = &buf[..end];
+            let line_start = body.iter().rposition(|&c| c == b'\n').map(|p| p + 1);
+            match line_start {
+                Some(p) => return Ok(seq_of(&body[p..]).unwrap_or(0)),
+                None if start == 0 => return Ok(seq_of(body).unwrap_or(0)),
+                None => back *= 4,
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// The stored line of record `seq` in audit file `path`, if it is there.
+pub fn line_in(path: &Path, seq: u64) -> Option<Vec<u8>> {
+    use std::io::BufRead;
+    let mut r = std::io::BufReader::new(File::open(path).ok()?);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if r.read_until(b'\n', &mut line).ok()? == 0 {
+            return None;
+        }
+        match seq_of(&line) {
+            Some(s) if s == seq => return Some(line),
+            Some(s) if s > seq => return None,
+            _ => {}
+        }
+    }
 }
 
 /// The seq of a record line without parsing it (`{"seq":N,...`).
@@ -71,11 +124,6 @@ impl Tail {
         let mut t = Self::new(dir, after_seq, &[]);
         t.needles = None;
         t
-    }
-
-    /// The number of the file being read, once the reader has started.
-    pub fn file_no(&self) -> Option<u64> {
-        self.file_no
     }
 
     /// Reads up to `max` wanted records (and any number of unwanted ones, up to 16 MiB).
@@ -131,7 +179,7 @@ impl Tail {
                 self.offset += n as u64;
                 budget = budget.saturating_sub(n);
                 self.partial.extend_from_slice(&buf[..n]);
-                self.take_lines(&mut batch.records);
+                self.take_lines(&mut batch);
                 if batch.records.len() >= max || budget == 0 {
                     batch.more = true;
                     return Ok(batch);
@@ -151,7 +199,7 @@ impl Tail {
         Ok(batch)
     }
 
-    fn take_lines(&mut self, out: &mut Vec<Record>) {
+    fn take_lines(&mut self, batch: &mut Batch) {
         let mut start = 0;
         while let Some(pos) = self.partial[start..].iter().position(|&c| c == b'\n') {
             let line = &self.partial[start..start + pos];
@@ -166,7 +214,8 @@ impl Tail {
                     .any(|n| line.windows(n.len()).any(|w| w == n.as_bytes()))
             });
             if wanted && let Ok(r) = serde_json::from_slice::<Record>(line) {
-                out.push(r);
+                batch.records.push(r);
+                batch.files.push(self.file_no.unwrap_or(0));
             }
         }
         self.partial.drain(..start);

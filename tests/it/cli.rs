@@ -82,6 +82,31 @@ fn good_configs_pass() {
         "the example config draws no warnings: {}",
         text(&out)
     );
+    // The production example, with its /etc paths pointed at the test fixtures: every other
+    // key as shipped.
+    let prod = std::fs::read_to_string(root().join("config/production.toml"))
+        .unwrap()
+        .replace("/etc/gatehouse/tls/fullchain.pem", "fixtures/tls/cert.pem")
+        .replace("/etc/gatehouse/tls/privkey.pem", "fixtures/tls/key.pem");
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("production.toml");
+    std::fs::write(&path, prod).unwrap();
+    let out = run_with_timeout(
+        Command::new(bin())
+            .args(["check", "--config"])
+            .arg(&path)
+            .current_dir(root())
+            .env("S3_ACCESS_KEY_ID", "AKIAEXAMPLE")
+            .env("S3_SECRET_ACCESS_KEY", "secret")
+            .env("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "production.toml: {}", text(&out));
+    assert!(
+        out.stderr.is_empty(),
+        "production.toml warns: {}",
+        text(&out)
+    );
 }
 
 #[test]

@@ -8,6 +8,7 @@ mod audit;
 mod backend;
 mod cli;
 mod cloud;
+mod console;
 mod emulators;
 mod events;
 mod faults;

@@ -141,7 +141,7 @@ fn bars(title: &str, rows: &[(String, u64)], fmt: fn(u64) -> String) -> String {
             h - bh,
             bw.saturating_sub(2).max(1)
         );
-        if rows.len() <= 24 || i % 4 == 0 {
+        if i % 3 == 0 {
             let _ = write!(
                 s,
                 "<text x=\"{}\" y=\"{}\" class=\"label\">{}</text>",
@@ -159,16 +159,38 @@ fn bars(title: &str, rows: &[(String, u64)], fmt: fn(u64) -> String) -> String {
     s
 }
 
-fn per_hour(buckets: &[Bucket], door: Option<&str>, bytes: bool) -> Vec<(String, u64)> {
-    let mut out: Vec<(String, u64)> = Vec::new();
-    for b in buckets.iter().filter(|b| door.is_none_or(|d| b.key == d)) {
-        let v = if bytes { b.bytes } else { b.count };
-        match out.last_mut() {
-            Some((h, total)) if *h == b.hour => *total += v,
-            _ => out.push((b.hour.clone(), v)),
-        }
-    }
-    out
+/// The last 24 hour labels (`YYYY-MM-DDTHH`, UTC), oldest first.
+fn last_hours() -> Vec<String> {
+    let now = time::OffsetDateTime::now_utc();
+    let f = time::macros::format_description!("[year]-[month]-[day]T[hour]");
+    (0..24i64)
+        .rev()
+        .map(|h| {
+            (now - time::Duration::hours(h))
+                .format(f)
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// One value per hour of `hours` (zero where nothing happened).
+fn per_hour(
+    buckets: &[Bucket],
+    hours: &[String],
+    door: Option<&str>,
+    bytes: bool,
+) -> Vec<(String, u64)> {
+    hours
+        .iter()
+        .map(|h| {
+            let v = buckets
+                .iter()
+                .filter(|b| &b.hour == h && door.is_none_or(|d| b.key == d))
+                .map(|b| if bytes { b.bytes } else { b.count })
+                .sum();
+            (h.clone(), v)
+        })
+        .collect()
 }
 
 async fn overview(State(state): State<AppState>, op: ConsoleOp) -> Response {
@@ -216,17 +238,18 @@ async fn overview(State(state): State<AppState>, op: ConsoleOp) -> Response {
         }
     };
     let count = |n: u64| n.to_string();
+    let hours = last_hours();
     let mut body = String::from(
         "<p class=\"summary\">The last 24 hours, per hour (UTC).</p><div class=\"charts\">",
     );
     body.push_str(&bars(
         "Transfers per hour, all doors",
-        &per_hour(&transfers, None, false),
+        &per_hour(&transfers, &hours, None, false),
         count,
     ));
     for door in ["sftp", "ftp", "http"] {
-        let rows = per_hour(&transfers, Some(door), true);
-        if !rows.is_empty() {
+        let rows = per_hour(&transfers, &hours, Some(door), true);
+        if rows.iter().any(|(_, v)| *v > 0) {
             body.push_str(&bars(
                 &format!("Bytes per hour over {door}"),
                 &rows,
