@@ -4,6 +4,7 @@
 pub mod ftp;
 pub mod http;
 pub(crate) mod http_client;
+pub(crate) mod proxy_protocol;
 pub mod sftp;
 pub mod storage;
 pub mod tls;

@@ -159,7 +159,7 @@ pub enum NotAdmitted {
 #[derive(Debug)]
 pub struct Admitted {
     _total: ConnGuard,
-    _addr: KeyedGuard<IpAddr>,
+    _addr: Option<KeyedGuard<IpAddr>>,
 }
 
 impl Admission {
@@ -180,7 +180,17 @@ impl Admission {
         let total = self.total.try_acquire().ok_or(NotAdmitted::ListenerFull)?;
         Ok(Admitted {
             _total: total,
-            _addr: addr,
+            _addr: Some(addr),
+        })
+    }
+
+    /// Admits a connection from a trusted proxy: the listener's cap only (every client behind
+    /// the proxy arrives from its one address, so the per-address cap would throttle them all).
+    pub fn admit_proxy(&self) -> Result<Admitted, NotAdmitted> {
+        let total = self.total.try_acquire().ok_or(NotAdmitted::ListenerFull)?;
+        Ok(Admitted {
+            _total: total,
+            _addr: None,
         })
     }
 }

@@ -245,7 +245,14 @@ impl HttpListener {
             .max_header_list_size(MAX_HEADER_BYTES as u32);
         let builder = Arc::new(builder);
         while let Some((stream, remote)) = shutdown.accept(&self.listener, "http").await {
-            let guard = match self.admission.admit(remote.ip()) {
+            let from_proxy =
+                crate::forwarded::is_trusted(remote.ip(), &self.core.config.trusted_proxies);
+            let admitted = if from_proxy {
+                self.admission.admit_proxy()
+            } else {
+                self.admission.admit(remote.ip())
+            };
+            let guard = match admitted {
                 Ok(g) => g,
                 Err(NotAdmitted::ListenerFull) => {
                     tracing::warn!(%remote, "http connection refused: max_connections reached");
@@ -263,8 +270,30 @@ impl HttpListener {
             let builder = builder.clone();
             let trusted = self.core.clone();
             let stop = shutdown.stop.clone();
+            let header_timeout = self.header_timeout;
             let serve = move |stream: tokio::net::TcpStream| async move {
                 let _guard = guard;
+                // A trusted proxy may start with a PROXY protocol header naming the client.
+                let (stream, remote) = if from_proxy {
+                    match crate::adapters::proxy_protocol::read_header(
+                        stream,
+                        false,
+                        header_timeout,
+                    )
+                    .await
+                    {
+                        Ok((client, s)) => (s, client.unwrap_or(remote)),
+                        Err(e) => {
+                            tracing::debug!(%remote, error = %e, "http connection refused");
+                            return;
+                        }
+                    }
+                } else {
+                    (
+                        crate::adapters::proxy_protocol::Prefixed::plain(stream),
+                        remote,
+                    )
+                };
                 // Past the grace period the connection is dropped: handlers still running (an
                 // upload) are cancelled, and their guards abort and record what they held.
                 let stop = stop.cancelled_owned();

@@ -213,7 +213,7 @@ impl russh::server::Handler for SshConn {
 pub(super) async fn serve(
     core: Arc<Core>,
     config: Arc<russh::server::Config>,
-    stream: TcpStream,
+    stream: crate::adapters::proxy_protocol::Prefixed<TcpStream>,
     remote: SocketAddr,
 ) {
     let slot: Slot = Arc::default();

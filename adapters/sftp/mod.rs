@@ -24,8 +24,9 @@ use russh::keys::{Algorithm, EcdsaCurve, HashAlg, PrivateKey};
 use russh::{MethodKind, MethodSet, Preferred, cipher, kex, mac};
 use tokio::net::TcpListener;
 
+use crate::adapters::proxy_protocol;
 use crate::core::Core;
-use crate::limits::{Admission, NotAdmitted};
+use crate::limits::{Admission, Admitted, NotAdmitted};
 use crate::telemetry;
 
 /// Why the SFTP listener could not start.
@@ -214,34 +215,73 @@ impl SftpListener {
     /// Accepts until shutdown; each connection runs as a tracked task.
     pub async fn run(self) {
         let shutdown = self.core.shutdown.clone();
-        while let Some((stream, remote)) = shutdown.accept(&self.listener, "sftp").await {
-            // Banned addresses are dropped before any key exchange work.
-            if self.core.identity.banned(remote.ip()) {
-                tracing::debug!(%remote, "sftp connection from a banned address dropped");
+        while let Some((stream, peer)) = shutdown.accept(&self.listener, "sftp").await {
+            let _ = stream.set_nodelay(true);
+            let (core, config) = (self.core.clone(), self.config.clone());
+            if crate::forwarded::is_trusted(peer.ip(), &core.config.sftp_proxy_protocol) {
+                // A load balancer: its PROXY header names the client, whose address the bans,
+                // limits and audit then use. Read on the connection's own task.
+                let admission = self.admission.clone();
+                shutdown.tasks.spawn(async move {
+                    let read =
+                        proxy_protocol::read_header(stream, true, proxy_protocol::HEADER_TIMEOUT)
+                            .await;
+                    let (client, stream) = match read {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::warn!(%peer, error = %e, "sftp connection refused");
+                            return;
+                        }
+                    };
+                    let remote = client.unwrap_or(peer);
+                    if let Some(guard) = admit(&core, &admission, remote) {
+                        run_conn(core, config, stream, remote, guard).await;
+                    }
+                });
                 continue;
             }
-            let guard = match self.admission.admit(remote.ip()) {
-                Ok(g) => g,
-                Err(NotAdmitted::ListenerFull) => {
-                    tracing::warn!(%remote, "sftp connection refused: max_connections reached");
-                    continue;
-                }
-                Err(NotAdmitted::AddressFull) => {
-                    tracing::warn!(%remote, "sftp connection refused: max_connections_per_ip reached");
-                    continue;
-                }
+            let Some(guard) = admit(&self.core, &self.admission, peer) else {
+                continue;
             };
-            let _ = stream.set_nodelay(true);
-            let core = self.core.clone();
-            let config = self.config.clone();
-            shutdown.tasks.spawn(async move {
-                let _guard = guard;
-                metrics::gauge!(telemetry::CONNECTIONS, "protocol" => "sftp").increment(1.0);
-                conn::serve(core, config, stream, remote).await;
-                metrics::gauge!(telemetry::CONNECTIONS, "protocol" => "sftp").decrement(1.0);
-            });
+            let stream = proxy_protocol::Prefixed::plain(stream);
+            shutdown
+                .tasks
+                .spawn(run_conn(core, config, stream, peer, guard));
         }
     }
+}
+
+/// Whether a connection from `remote` may go on: not banned, under the listener's caps.
+fn admit(core: &Core, admission: &Admission, remote: SocketAddr) -> Option<Admitted> {
+    // Banned addresses are dropped before any key exchange work.
+    if core.identity.banned(remote.ip()) {
+        tracing::debug!(%remote, "sftp connection from a banned address dropped");
+        return None;
+    }
+    match admission.admit(remote.ip()) {
+        Ok(g) => Some(g),
+        Err(NotAdmitted::ListenerFull) => {
+            tracing::warn!(%remote, "sftp connection refused: max_connections reached");
+            None
+        }
+        Err(NotAdmitted::AddressFull) => {
+            tracing::warn!(%remote, "sftp connection refused: max_connections_per_ip reached");
+            None
+        }
+    }
+}
+
+async fn run_conn(
+    core: Arc<Core>,
+    config: Arc<russh::server::Config>,
+    stream: proxy_protocol::Prefixed<tokio::net::TcpStream>,
+    remote: SocketAddr,
+    guard: Admitted,
+) {
+    let _guard = guard;
+    metrics::gauge!(telemetry::CONNECTIONS, "protocol" => "sftp").increment(1.0);
+    conn::serve(core, config, stream, remote).await;
+    metrics::gauge!(telemetry::CONNECTIONS, "protocol" => "sftp").decrement(1.0);
 }
 
 #[cfg(test)]

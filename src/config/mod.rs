@@ -254,6 +254,11 @@ pub struct SftpConfig {
     pub ciphers: Option<Vec<String>>,
     /// MACs offered, in order (default: [`SSH_DEFAULT_MACS`]).
     pub macs: Option<Vec<String>>,
+    /// Peers (CIDRs) that must start every connection with a PROXY protocol v1/v2 header (a
+    /// load balancer); the client it names is the one bans, limits and audit see. Others send
+    /// none.
+    #[serde(default)]
+    pub proxy_protocol: Vec<String>,
 }
 
 /// Key exchanges offered by default: what Mozilla's "modern" OpenSSH guideline and ssh-audit's

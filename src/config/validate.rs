@@ -114,8 +114,11 @@ pub struct ValidConfig {
     pub routes: RouteTable,
     /// Audit directory.
     pub audit_dir: PathBuf,
-    /// Peers whose `X-Forwarded-For` is believed (`[http] trusted_proxies`).
+    /// Peers whose `X-Forwarded-For` (and PROXY protocol header, if they send one) is believed
+    /// (`[http] trusted_proxies`).
     pub trusted_proxies: Vec<IpNet>,
+    /// Peers that must send a PROXY protocol header on the SFTP listener (`[sftp] proxy_protocol`).
+    pub sftp_proxy_protocol: Vec<IpNet>,
     /// `[[validate]]` rules.
     pub validation: crate::validation::Rules,
     /// `[[events]]` receivers.
@@ -315,21 +318,38 @@ pub fn validate(config: Config) -> Result<(ValidConfig, Errors), Errors> {
         .clone()
         .unwrap_or_else(|| config.gateway.state_dir.join("audit"));
 
+    let nets = |list: &[String], key: KeyPath, errs: &mut Errors| -> Vec<IpNet> {
+        list.iter()
+            .enumerate()
+            .filter_map(|(i, n)| match parse_net(n) {
+                Ok(net) => Some(net),
+                Err(e) => {
+                    errs.push((key.index(i), e));
+                    None
+                }
+            })
+            .collect()
+    };
     let trusted_proxies = config
         .http
         .as_ref()
         .map(|h| {
-            h.trusted_proxies
-                .iter()
-                .enumerate()
-                .filter_map(|(i, n)| match parse_net(n) {
-                    Ok(net) => Some(net),
-                    Err(e) => {
-                        errs.push((root.key("http").key("trusted_proxies").index(i), e));
-                        None
-                    }
-                })
-                .collect()
+            nets(
+                &h.trusted_proxies,
+                root.key("http").key("trusted_proxies"),
+                &mut errs,
+            )
+        })
+        .unwrap_or_default();
+    let sftp_proxy_protocol = config
+        .sftp
+        .as_ref()
+        .map(|s| {
+            nets(
+                &s.proxy_protocol,
+                root.key("sftp").key("proxy_protocol"),
+                &mut errs,
+            )
         })
         .unwrap_or_default();
     super::validate_isolation::check_isolation(&config, &backends, &audit_dir, &mut errs);
@@ -349,6 +369,7 @@ pub fn validate(config: Config) -> Result<(ValidConfig, Errors), Errors> {
             routes,
             audit_dir,
             trusted_proxies,
+            sftp_proxy_protocol,
             validation,
             events,
             warnings: Vec::new(),

@@ -19,6 +19,7 @@ mod http_conformance;
 mod http_files;
 mod openapi;
 mod proxy;
+mod proxy_protocol;
 mod rclone;
 mod scanners;
 mod security;
