@@ -19,8 +19,10 @@ use crate::vfs::Vfs;
 pub struct Core {
     /// The configuration it was built from.
     pub config: ValidConfig,
-    /// Users, keys, bans.
-    pub identity: Identity,
+    /// Users, keys, bans: swapped whole by a config reload (`reload.rs`).
+    pub identity: arc_swap::ArcSwap<Identity>,
+    /// The sha256 of the config in effect (`/healthz`).
+    pub config_sha256: std::sync::Mutex<String>,
     /// The virtual filesystem.
     pub vfs: Vfs,
     /// The audit log.
@@ -87,7 +89,8 @@ impl Core {
         interactive: bool,
     ) -> Result<Session, LoginError> {
         let record_success = interactive;
-        let mut result = self.identity.login(creds, protocol, remote.ip()).await;
+        let identity = self.identity.load_full();
+        let mut result = identity.login(creds, protocol, remote.ip()).await;
         let mut slot = None;
         if interactive && let Ok((principal, _)) = &result {
             match self.user_sessions.try_acquire(principal.name().to_string()) {

@@ -17,6 +17,7 @@ pub mod live;
 pub mod pathglob;
 pub mod policy;
 pub mod refusals;
+pub mod reload;
 pub mod route;
 pub mod secret;
 pub mod serve;

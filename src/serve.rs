@@ -8,7 +8,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 
 use crate::adapters;
@@ -73,14 +72,6 @@ fn node_name(cfg: &ValidConfig) -> String {
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "gatehouse".into())
     })
-}
-
-fn config_digest(source: &ConfigSource) -> String {
-    let text = match source {
-        ConfigSource::File(p) => std::fs::read(p).unwrap_or_default(),
-        ConfigSource::Demo => crate::config::DEMO_CONFIG.as_bytes().to_vec(),
-    };
-    hex::encode(Sha256::digest(&text))
 }
 
 /// Builds the core: audit log, backends, mounts, identity.
@@ -166,6 +157,7 @@ pub async fn build_core(cfg: ValidConfig) -> Result<(Arc<Core>, Option<String>),
         }
     };
     let core = Arc::new(Core {
+        config_sha256: std::sync::Mutex::new(String::new()),
         live: crate::live::LiveSessions::default(),
         console: crate::console::ConsoleSessions::default(),
         index,
@@ -173,7 +165,7 @@ pub async fn build_core(cfg: ValidConfig) -> Result<(Arc<Core>, Option<String>),
         user_sessions: crate::limits::UserLimiter::new(cfg.config.limits.max_sessions_per_user),
         routes: cfg.routes.clone(),
         config: cfg,
-        identity,
+        identity: arc_swap::ArcSwap::from_pointee(identity),
         vfs,
         audit,
         shutdown,
@@ -245,7 +237,7 @@ pub async fn run(
             "started {} (config {}, sha256 {})",
             env!("CARGO_PKG_VERSION"),
             source,
-            config_digest(&source)
+            crate::reload::digest(&source)
         ),
     )
     .await?;
@@ -296,9 +288,26 @@ pub async fn run(
         });
     }
 
-    tokio::select! {
-        _ = shutdown::signal() => tracing::info!("shutdown requested; finishing work in flight"),
-        Some(_) = tasks.join_next() => tracing::error!("a listener stopped unexpectedly; shutting down"),
+    *core.config_sha256.lock().unwrap_or_else(|p| p.into_inner()) = crate::reload::digest(&source);
+    let mut hangup = reload_signal();
+    // Made once: a SIGTERM that arrives while a reload runs is still seen.
+    let stop = shutdown::signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => {
+                tracing::info!("shutdown requested; finishing work in flight");
+                break;
+            }
+            Some(_) = tasks.join_next() => {
+                tracing::error!("a listener stopped unexpectedly; shutting down");
+                break;
+            }
+            Some(()) = recv_hangup(&mut hangup) => {
+                tracing::info!("SIGHUP: reloading the config");
+                let _ = crate::reload::reload(&core, &source, env).await;
+            }
+        }
     }
     core.shutdown.trigger();
     // Listeners stop accepting at once; their connections get the grace period.
@@ -335,6 +344,24 @@ pub async fn run(
     core.shutdown.exit.cancel();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// SIGHUP (config reload), if the platform has it.
+fn reload_signal() -> Option<tokio::signal::unix::Signal> {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; config reload is off");
+            None
+        }
+    }
+}
+
+async fn recv_hangup(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match s {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Starts webhook delivery when `[[events]]` are configured.

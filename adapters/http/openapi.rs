@@ -174,6 +174,8 @@ pub(crate) struct Status {
     status: String,
     /// The backends that did not answer (`unready` only).
     backends: Option<Vec<String>>,
+    /// The sha256 of the config in effect (`/healthz` only; changes with a SIGHUP reload).
+    config_sha256: Option<String>,
 }
 
 /// One audit record (one JSON line of `/v1/audit`); the format of CONTRACT.md. `hash` covers

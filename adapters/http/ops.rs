@@ -42,10 +42,16 @@ pub(crate) fn metrics_only_router(handle: Option<PrometheusHandle>) -> Router {
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", tag = "health",
     responses((status = 200, description = "Alive", body = super::openapi::Status)))]
-pub(crate) async fn healthz() -> impl IntoResponse {
+pub(crate) async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    let sha = state
+        .core
+        .config_sha256
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     (
         [(header::CACHE_CONTROL, "no-store")],
-        axum::Json(serde_json::json!({"status": "ok"})),
+        axum::Json(serde_json::json!({"status": "ok", "config_sha256": sha})),
     )
 }
 

@@ -118,7 +118,7 @@ impl russh::server::Handler for SshConn {
         let ok = offer
             .public_key
             .to_bytes()
-            .is_ok_and(|blob| self.core.identity.key_acceptable(user, &blob));
+            .is_ok_and(|blob| self.core.identity.load().key_acceptable(user, &blob));
         Ok(if ok { Auth::Accept } else { Auth::reject() })
     }
 

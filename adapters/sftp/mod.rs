@@ -254,7 +254,7 @@ impl SftpListener {
 /// Whether a connection from `remote` may go on: not banned, under the listener's caps.
 fn admit(core: &Core, admission: &Admission, remote: SocketAddr) -> Option<Admitted> {
     // Banned addresses are dropped before any key exchange work.
-    if core.identity.banned(remote.ip()) {
+    if core.identity.load().banned(remote.ip()) {
         tracing::debug!(%remote, "sftp connection from a banned address dropped");
         return None;
     }

@@ -259,8 +259,10 @@ pub struct Identity {
     verified_salt: [u8; 32],
     api_key_hashes: Vec<[u8; 32]>,
     api_key_users: Vec<(String, String)>,
-    bans: BanList,
-    verifier: Verifier,
+    /// Shared with the store a reload replaces: bans and counts survive a reload.
+    bans: Arc<BanList>,
+    /// Shared likewise (one bounded pool of password checks).
+    verifier: Arc<Verifier>,
     jwt: Option<jwt::JwtVerifier>,
     /// Verified instead of a real hash for unknown users, so they cost the same time.
     dummy_hash: String,
@@ -278,6 +280,21 @@ impl fmt::Debug for Identity {
 impl Identity {
     /// Builds the identity store from a validated config.
     pub fn new(cfg: &ValidConfig) -> Self {
+        Self::build(
+            cfg,
+            Arc::new(BanList::new(cfg.config.limits.login_failures)),
+            Arc::new(Verifier::for_this_machine()),
+        )
+    }
+
+    /// The store for a reloaded config: users, groups, keys and JWT settings from `cfg`; the
+    /// bans, failure counts and password-check pool of `previous` carried over. Cached password
+    /// verifications are not (a password may have changed).
+    pub fn reloaded(cfg: &ValidConfig, previous: &Identity) -> Self {
+        Self::build(cfg, previous.bans.clone(), previous.verifier.clone())
+    }
+
+    fn build(cfg: &ValidConfig, bans: Arc<BanList>, verifier: Arc<Verifier>) -> Self {
         let accounts = cfg
             .users
             .iter()
@@ -315,8 +332,8 @@ impl Identity {
                 .iter()
                 .map(|k| (k.name.clone(), k.user.clone()))
                 .collect(),
-            bans: BanList::new(cfg.config.limits.login_failures),
-            verifier: Verifier::for_this_machine(),
+            bans,
+            verifier,
             // Validation already built it once, so this cannot fail here.
             jwt: cfg
                 .config

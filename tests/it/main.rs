@@ -21,6 +21,7 @@ mod openapi;
 mod proxy;
 mod proxy_protocol;
 mod rclone;
+mod reload;
 mod scanners;
 mod security;
 mod security_fs;

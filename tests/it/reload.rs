@@ -1,0 +1,185 @@
+//! SIGHUP reloads the config: a new user can log in at once over SFTP and HTTP, a removed one
+//! cannot, a session already open (an upload in flight) carries on; an invalid file, or a change
+//! that needs a restart, is refused with an audit record and the running config stays. The
+//! config's sha256 in `/healthz` follows what is in effect.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sha2::Digest;
+
+use crate::harness::{Gateway, python, root, run_with_timeout};
+use crate::http_files::curl;
+
+fn config(users: &[&str], sftp_listen: &str) -> String {
+    let mut c = format!(
+        r#"
+[gateway]
+state_dir = "{{dir}}/var"
+shutdown_grace_secs = 5
+
+[sftp]
+listen = "{sftp_listen}"
+host_keys = ["{{dir}}/var/host_ed25519"]
+
+[http]
+listen = "127.0.0.1:{{http}}"
+
+[backends.disk]
+kind = "local"
+root = "{{dir}}/data"
+
+[[mounts]]
+path = "/"
+backend = "disk"
+"#
+    );
+    for u in users {
+        c.push_str(&format!(
+            "\n[[users]]\nname = \"{u}\"\npassword_hash = \"{{secret_hash}}\"\nhome = \"/{u}\"\n\
+             permissions = [ {{ path = \"/\", allow = [\"list\", \"read\", \"write\", \"overwrite\"] }} ]\n"
+        ));
+    }
+    c
+}
+
+/// Writes `template` (rendered like the harness does) over the running gateway's config.
+fn rewrite(gw: &Gateway, template: &str) -> String {
+    let text = crate::harness::render(template, gw.dir.path(), gw.http, gw.sftp, gw.ftp, gw.pasv);
+    std::fs::write(&gw.config_path, &text).unwrap();
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+fn hup(gw: &Gateway) {
+    let st = Command::new("kill")
+        .args(["-HUP", &gw.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+fn config_records(gw: &Gateway) -> Vec<serde_json::Value> {
+    gw.audit()
+        .into_iter()
+        .filter(|r| r["action"] == "config")
+        .collect()
+}
+
+/// Waits (bounded) for the `n`-th config record and returns it.
+fn nth_config(gw: &Gateway, n: usize) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let recs = config_records(gw);
+        if recs.len() >= n {
+            return recs[n - 1].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no config record {n}: {}",
+            gw.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn healthz_sha(gw: &Gateway) -> String {
+    let (_, body) = curl(&[&gw.url("/healthz")]);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["config_sha256"].as_str().unwrap().to_string()
+}
+
+fn http_login(gw: &Gateway, user: &str) -> u16 {
+    curl(&["-u", &format!("{user}:secret"), &gw.url("/v1/files/")]).0
+}
+
+#[test]
+fn sighup_applies_identity_changes_and_refuses_what_needs_a_restart() {
+    let template = config(&["alice"], "127.0.0.1:{sftp}");
+    let gw = Gateway::start(&template);
+    let started = nth_config(&gw, 1);
+    assert!(started["detail"].as_str().unwrap().starts_with("started"));
+    let first_sha = healthz_sha(&gw);
+    assert_eq!(first_sha.len(), 64);
+    assert_eq!(http_login(&gw, "bob"), 401);
+
+    // alice uploads slowly over SFTP while the config changes under her.
+    let mut alice = Command::new(python())
+        .arg(root().join("tests/py/hold_session.py"))
+        .args([
+            &gw.sftp.to_string(),
+            "alice",
+            "secret",
+            "slow.bin",
+            "30",
+            "0.1",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    gw.wait_audit(|r| r["action"] == "login" && r["user"] == "alice" && r["protocol"] == "sftp")
+        .expect("alice logged in");
+
+    // 1. bob added, alice kept.
+    let sha = rewrite(&gw, &config(&["alice", "bob"], "127.0.0.1:{sftp}"));
+    hup(&gw);
+    let rec = nth_config(&gw, 2);
+    assert_eq!(rec["outcome"], "ok", "{rec}");
+    assert!(rec["detail"].as_str().unwrap().contains(&sha), "{rec}");
+    assert_eq!(healthz_sha(&gw), sha);
+    assert_eq!(http_login(&gw, "bob"), 200);
+    let out = run_with_timeout(
+        Command::new(python()).args([
+            "-c",
+            "import paramiko,sys; t=paramiko.Transport(('127.0.0.1',int(sys.argv[1]))); t.connect(username='bob',password='secret'); s=paramiko.SFTPClient.from_transport(t); print(s.listdir('.')); t.close()",
+            &gw.sftp.to_string(),
+        ]),
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.status.success(),
+        "bob over sftp: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // 2. An invalid file: refused, audited, the running config (with bob) stays.
+    std::fs::write(&gw.config_path, "[gateway\nbroken").unwrap();
+    hup(&gw);
+    let rec = nth_config(&gw, 3);
+    assert_eq!(rec["outcome"], "error", "{rec}");
+    assert!(
+        rec["detail"].as_str().unwrap().contains("reload refused"),
+        "{rec}"
+    );
+    assert_eq!(healthz_sha(&gw), sha);
+    assert_eq!(http_login(&gw, "bob"), 200);
+
+    // 3. A listener change needs a restart: refused, naming the section.
+    rewrite(&gw, &config(&["alice"], "127.0.0.1:1"));
+    hup(&gw);
+    let rec = nth_config(&gw, 4);
+    assert_eq!(rec["outcome"], "error", "{rec}");
+    assert!(
+        rec["detail"]
+            .as_str()
+            .unwrap()
+            .contains("changes to sftp need a restart"),
+        "{rec}"
+    );
+    assert_eq!(http_login(&gw, "bob"), 200);
+
+    // 4. bob removed: his next login is refused; alice's upload in flight finished meanwhile.
+    let sha = rewrite(&gw, &config(&["alice"], "127.0.0.1:{sftp}"));
+    hup(&gw);
+    let rec = nth_config(&gw, 5);
+    assert_eq!(rec["outcome"], "ok", "{rec}");
+    assert_eq!(healthz_sha(&gw), sha);
+    assert_eq!(http_login(&gw, "bob"), 401);
+    assert_eq!(http_login(&gw, "alice"), 200);
+    let up = gw
+        .wait_audit(|r| r["action"] == "upload" && r["path"] == "/alice/slow.bin")
+        .expect("alice's upload, in flight across the reloads, completed");
+    assert_eq!(up["outcome"], "ok", "{up}");
+    assert_eq!(up["bytes"], 30 * 65536);
+    let _ = alice.kill();
+    let _ = alice.wait();
+}
