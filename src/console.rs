@@ -90,6 +90,12 @@ impl ConsoleSessions {
         self.cache.get(token)
     }
 
+    /// Whether a token's session is still live, without keeping it alive (a live tail that
+    /// streams on its own does not count as the operator's activity).
+    pub fn is_live(&self, token: &str) -> bool {
+        self.cache.contains_key(token)
+    }
+
     /// Ends a session.
     pub fn end(&self, token: &str) {
         self.cache.invalidate(token);

@@ -349,7 +349,15 @@ fn refusals_have_the_right_codes_and_audit_records() {
     let (code, _) = curl(&["-u", "ops:secret", &gw.url("/v1/audit?outcome=maybe")]);
     assert_eq!(code, 400);
     let (code, body) = curl(&[&gw.url("/healthz")]);
-    assert_eq!((code, body.as_str()), (200, "{\"status\":\"ok\"}"));
+    assert_eq!(code, 200);
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "ok");
+    // The sha256 of the config in effect (what a SIGHUP reload changes).
+    let sha = health["config_sha256"].as_str().unwrap();
+    assert!(
+        sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{body}"
+    );
     let (code, _) = curl(&[&gw.url("/readyz")]);
     assert_eq!(code, 200);
 }

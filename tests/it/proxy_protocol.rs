@@ -16,6 +16,9 @@ fn config() -> String {
 state_dir = "{dir}/var"
 shutdown_grace_secs = 5
 
+[limits]
+login_failures = { max = 3, window_secs = 300, ban_secs = 900, account_max = 0 }
+
 [sftp]
 listen = "127.0.0.1:{sftp}"
 host_keys = ["{dir}/var/host_ed25519"]
@@ -38,6 +41,13 @@ name = "alice"
 password_hash = "{secret_hash}"
 home = "/alice"
 permissions = [ { path = "/", allow = ["list", "read", "write", "overwrite", "delete", "mkdir", "rename"] } ]
+
+[[users]]
+name = "carol"
+password_hash = "{secret_hash}"
+home = "/carol"
+allowed_ips = ["127.0.0.8/32"]
+permissions = [ { path = "/", allow = ["list", "read", "write"] } ]
 "#
     .to_string()
 }
@@ -87,9 +97,10 @@ fn haproxy(dir: &Path, sftp_in: u16, sftp: u16, http_in: u16, http: u16) -> Hapr
 const PARAMIKO: &str = r#"
 import socket, sys, paramiko
 source, port, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+user, password = (sys.argv[4], sys.argv[5]) if len(sys.argv) > 5 else ("alice", "secret")
 s = socket.socket(); s.settimeout(20); s.bind((source, 0)); s.connect(("127.0.0.1", port))
 try:
-    t = paramiko.Transport(s); t.connect(username="alice", password="secret")
+    t = paramiko.Transport(s); t.connect(username=user, password=password)
     c = paramiko.SFTPClient.from_transport(t)
     with c.open(name, "wb") as f:
         f.write(b"behind the balancer\n")
@@ -99,8 +110,20 @@ except Exception as e:
 "#;
 
 fn paramiko(source: &str, port: u16, name: &str) -> String {
+    paramiko_as(source, port, name, "alice", "secret")
+}
+
+fn paramiko_as(source: &str, port: u16, name: &str, user: &str, password: &str) -> String {
     let out = run_with_timeout(
-        Command::new(python()).args(["-c", PARAMIKO, source, &port.to_string(), name]),
+        Command::new(python()).args([
+            "-c",
+            PARAMIKO,
+            source,
+            &port.to_string(),
+            name,
+            user,
+            password,
+        ]),
         Duration::from_secs(60),
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string() + &String::from_utf8_lossy(&out.stderr)

@@ -41,8 +41,11 @@ async fn tail_page(op: ConsoleOp) -> Response {
 async fn tail_events(
     State(state): State<AppState>,
     _op: ConsoleOp,
-    headers: http::HeaderMap,
+    parts: http::request::Parts,
 ) -> Response {
+    // Logged in by cookie: the stream ends when that session ends (logout, idle expiry).
+    let session = super::cookie_token(&parts);
+    let headers = parts.headers;
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -52,9 +55,14 @@ async fn tail_events(
     let dir = state.core.audit.dir().to_path_buf();
     let stop = state.core.shutdown.token.clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(256);
+    let core = state.core.clone();
     tokio::spawn(async move {
         let mut tail = Some(Tail::all(&dir, start));
+        let mut check = tokio::time::interval(Duration::from_secs(15));
         loop {
+            if session.as_deref().is_some_and(|t| !core.console.is_live(t)) {
+                return;
+            }
             let Some(mut t) = tail.take() else { return };
             let read = tokio::task::spawn_blocking(move || {
                 let r = t.read(500);
@@ -78,6 +86,7 @@ async fn tail_events(
             }
             tokio::select! {
                 r = written.changed() => if r.is_err() { return },
+                _ = check.tick() => {}
                 _ = tx.closed() => return,
                 _ = stop.cancelled() => return,
             }

@@ -95,7 +95,7 @@ impl IntoResponse for Refused {
     }
 }
 
-fn cookie_token(parts: &Parts) -> Option<String> {
+pub(super) fn cookie_token(parts: &Parts) -> Option<String> {
     parts
         .headers
         .get_all(header::COOKIE)
