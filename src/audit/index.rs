@@ -207,7 +207,16 @@ impl Indexer {
     /// Opens the index at `path` for the audit files in `dir`, rebuilding it when it does not
     /// continue the files (a log that was replaced, or an index of another log).
     pub fn open(path: &Path, dir: &Path) -> Result<Self, IndexError> {
-        let conn = open_rw(path)?;
+        let conn = match open_rw(path) {
+            Ok(c) => c,
+            // Not a database (or a damaged one): it is only an index of the files; start over.
+            Err(IndexError::Sql { source, .. }) => {
+                tracing::warn!(index = %path.display(), error = %source, "the audit index is unreadable; rebuilding it");
+                remove_db(path)?;
+                open_rw(path)?
+            }
+            Err(other) => return Err(other),
+        };
         let e = sql_err(path);
         let last: Option<(u64, String, u64)> = conn
             .query_row(
@@ -556,6 +565,11 @@ mod tests {
         assert_eq!(ix.catch_up().unwrap(), 5);
         drop(ix);
         assert_eq!(rows(&db), 5);
+        // A file that is not a database is replaced by a rebuilt index.
+        std::fs::write(&db, b"not a database at all, just bytes").unwrap();
+        let mut ix = Indexer::open(&db, &dir).unwrap();
+        assert_eq!(ix.catch_up().unwrap(), 5);
+        drop(ix);
         // An edited record is named by the incremental check.
         let (dir2, db2) = (tmp.path().join("audit2"), tmp.path().join("ix2.sqlite"));
         write(&dir2, 50, "d").await;
