@@ -62,6 +62,17 @@ pub enum LoginError {
     Audit(#[from] crate::audit::AuditError),
 }
 
+/// Why a console login was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleRefusal {
+    /// The login itself was refused (or could not be recorded).
+    #[error(transparent)]
+    Login(LoginError),
+    /// The user is not an operator.
+    #[error("operators only")]
+    NotOperator,
+}
+
 impl Core {
     /// The index, once it holds every record written so far (waiting up to 2 s for it to
     /// catch up); `None` when there is none or it is behind: then scan the files.
@@ -145,6 +156,48 @@ impl Core {
             if let Err(e) = self.audit.record(ev).await {
                 tracing::error!(error = %e, "could not record the refused-login summary");
             }
+        }
+    }
+
+    /// A login to the operator console: the one login path, then the operator role. With
+    /// `record` (the console's login form) the outcome is recorded, `login ok` with detail
+    /// `console` or `login denied` with `console: not an operator`; HTTP Basic on each console
+    /// request records only what every HTTP login records.
+    pub async fn console_login(
+        &self,
+        creds: &Credentials<'_>,
+        remote: SocketAddr,
+        record: bool,
+    ) -> Result<Session, ConsoleRefusal> {
+        let session = self
+            .login(creds, Protocol::Http, remote, false)
+            .await
+            .map_err(ConsoleRefusal::Login)?;
+        let operator = session.principal.is_operator();
+        if record {
+            let outcome = if operator {
+                Outcome::Ok
+            } else {
+                Outcome::Denied
+            };
+            let mut ev = AuditEvent::for_session(&session, AuditAction::Login, outcome);
+            ev.detail = Some(
+                if operator {
+                    "console"
+                } else {
+                    "console: not an operator"
+                }
+                .into(),
+            );
+            let written = self.audit.record(ev).await;
+            if operator {
+                written.map_err(|e| ConsoleRefusal::Login(LoginError::Audit(e)))?;
+            }
+        }
+        if operator {
+            Ok(session)
+        } else {
+            Err(ConsoleRefusal::NotOperator)
         }
     }
 

@@ -19,8 +19,8 @@ use serde::Deserialize;
 
 use super::auth::{login_error, presented, remote};
 use super::{ApiError, AppState};
-use crate::audit::{AuditAction, AuditEvent, Outcome};
-use crate::identity::{Credentials, Protocol};
+use crate::core::ConsoleRefusal;
+use crate::identity::Credentials;
 use crate::secret::Secret;
 use html::{esc, page, page_with, see_other};
 
@@ -124,12 +124,9 @@ impl FromRequestParts<AppState> for ConsoleOp {
         };
         let session = state
             .core
-            .login(&p.credentials(), Protocol::Http, remote(parts), false)
+            .console_login(&p.credentials(), remote(parts), false)
             .await
-            .map_err(|e| Refused::Api(login_error(e)))?;
-        if !session.principal.is_operator() {
-            return Err(Refused::Api(ApiError::forbidden("operators only")));
-        }
+            .map_err(|e| Refused::Api(refusal(e)))?;
         let name = session.principal.name().to_string();
         Ok(Self {
             csrf: state.core.console.basic_csrf(&name),
@@ -154,6 +151,14 @@ impl ConsoleOp {
 
     pub(super) fn header(&self) -> Option<(&str, &str)> {
         Some((&self.name, &self.csrf))
+    }
+}
+
+/// The HTTP answer to a refused console login.
+fn refusal(e: ConsoleRefusal) -> ApiError {
+    match e {
+        ConsoleRefusal::Login(e) => login_error(e),
+        ConsoleRefusal::NotOperator => ApiError::forbidden("operators only"),
     }
 }
 
@@ -195,15 +200,20 @@ async fn login(
         user: &f.user,
         password: Secret::new(f.password.as_str()),
     };
-    let remote = remote(&parts);
-    let session = match state
-        .core
-        .login(&creds, Protocol::Http, remote, false)
-        .await
-    {
+    let session = match state.core.console_login(&creds, remote(&parts), true).await {
         Ok(s) => s,
+        Err(ConsoleRefusal::NotOperator) => {
+            return page_with(
+                StatusCode::FORBIDDEN,
+                "Operators only",
+                "<p>This account may not use the console.</p>",
+            );
+        }
+        Err(ConsoleRefusal::Login(crate::core::LoginError::Audit(e))) => {
+            return ApiError::from(crate::vfs::Error::Audit(e)).into_response();
+        }
         Err(e) => {
-            let api = login_error(e);
+            let api = refusal(e);
             let msg = if api.status == StatusCode::UNAUTHORIZED {
                 "Wrong user name or password."
             } else {
@@ -212,21 +222,6 @@ async fn login(
             return page_with(api.status, "Log in", &login_page(Some(msg)));
         }
     };
-    let mut ev = AuditEvent::for_session(&session, AuditAction::Login, Outcome::Ok);
-    if !session.principal.is_operator() {
-        ev.outcome = Outcome::Denied;
-        ev.detail = Some("console: not an operator".into());
-        let _ = state.core.audit.record(ev).await;
-        return page_with(
-            StatusCode::FORBIDDEN,
-            "Operators only",
-            "<p>This account may not use the console.</p>",
-        );
-    }
-    ev.detail = Some("console".into());
-    if let Err(e) = state.core.audit.record(ev).await {
-        return ApiError::from(crate::vfs::Error::Audit(e)).into_response();
-    }
     let (token, _) = state.core.console.start(session.principal.name());
     let secure = if state.tls { "; Secure" } else { "" };
     let cookie = format!("{COOKIE}={token}; Path=/console; HttpOnly; SameSite=Strict{secure}");
