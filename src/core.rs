@@ -41,6 +41,8 @@ pub struct Core {
     pub console: crate::console::ConsoleSessions,
     /// The audit index (None when it could not be opened: queries scan the files then).
     pub index: Option<crate::audit::index::AuditIndex>,
+    /// The cluster's shared store (`[cluster] redis`): limits and bans every node shares.
+    pub cluster: Option<std::sync::Arc<crate::cluster::SharedStore>>,
 }
 
 // By hand: the config holds password hashes and storage secrets, and protocol libraries put

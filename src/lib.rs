@@ -6,6 +6,7 @@
 pub mod adapters;
 pub mod audit;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod core;
@@ -16,6 +17,7 @@ pub mod limits;
 pub mod live;
 pub mod pathglob;
 pub mod policy;
+pub mod ratelimit;
 pub mod refusals;
 pub mod reload;
 pub mod route;

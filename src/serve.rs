@@ -63,15 +63,18 @@ pub enum ServeError {
     Listener(String),
 }
 
-/// Node name for audit records: `gateway.node`, else the host name.
+/// Node name for audit records: `cluster.node`, else `gateway.node`, else the host name.
 fn node_name(cfg: &ValidConfig) -> String {
-    cfg.config.gateway.node.clone().unwrap_or_else(|| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|s| s.trim().to_string())
-            .ok()
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "gatehouse".into())
-    })
+    let named = cfg.config.cluster.as_ref().and_then(|c| c.node.clone());
+    named
+        .or_else(|| cfg.config.gateway.node.clone())
+        .unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|s| s.trim().to_string())
+                .ok()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "gatehouse".into())
+        })
 }
 
 /// Builds the core: audit log, backends, mounts, identity.
@@ -141,7 +144,14 @@ pub async fn build_core(cfg: ValidConfig) -> Result<(Arc<Core>, Option<String>),
             tracing::warn!(user = %u.name, home = %u.home, error = %e, "cannot create the user's home directory");
         }
     }
-    let identity = Identity::new(&cfg);
+    let cluster = match crate::cluster::StoreSettings::from_config(cfg.config.cluster.as_ref()) {
+        Some(s) => Some(
+            crate::cluster::SharedStore::start(&s, audit.clone(), shutdown.token.clone())
+                .map_err(|e| ServeError::Listener(format!("cluster.redis: {e}")))?,
+        ),
+        None => None,
+    };
+    let identity = Identity::new(&cfg, cluster.clone());
     let index = match crate::audit::index::AuditIndex::start(
         crate::audit::index::path_in(state_dir),
         cfg.audit_dir.clone(),
@@ -161,6 +171,7 @@ pub async fn build_core(cfg: ValidConfig) -> Result<(Arc<Core>, Option<String>),
         live: crate::live::LiveSessions::default(),
         console: crate::console::ConsoleSessions::default(),
         index,
+        cluster,
         refusals: RefusalLog::new(cfg.config.limits.refused_login_records_per_sec),
         user_sessions: crate::limits::UserLimiter::new(cfg.config.limits.max_sessions_per_user),
         routes: cfg.routes.clone(),

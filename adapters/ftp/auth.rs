@@ -97,7 +97,9 @@ impl Authenticator for FtpAuth {
                 identity::AuthError::Banned | identity::AuthError::IpNotAllowed,
             )) => Err(AuthenticationError::IpDisallowed),
             Err(LoginError::Refused(
-                identity::AuthError::Busy | identity::AuthError::TooManyAttempts,
+                identity::AuthError::Busy
+                | identity::AuthError::TooManyAttempts
+                | identity::AuthError::StoreUnavailable,
             )) => Err(AuthenticationError::new(TRY_LATER)),
             Err(LoginError::Refused(_)) => Err(AuthenticationError::BadPassword),
             Err(LoginError::Audit(e)) => Err(AuthenticationError::new(format!(

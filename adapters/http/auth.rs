@@ -85,7 +85,9 @@ pub(crate) fn login_error(e: LoginError) -> ApiError {
             "banned",
             "too many failed logins from this address; try again later",
         ),
-        LoginError::Refused(AuthError::Busy | AuthError::TooManyAttempts) => ApiError::new(
+        LoginError::Refused(
+            AuthError::Busy | AuthError::TooManyAttempts | AuthError::StoreUnavailable,
+        ) => ApiError::new(
             http::StatusCode::SERVICE_UNAVAILABLE,
             "busy",
             "too many logins in progress; try again later",

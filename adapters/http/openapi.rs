@@ -176,6 +176,8 @@ pub(crate) struct Status {
     backends: Option<Vec<String>>,
     /// The sha256 of the config in effect (`/healthz` only; changes with a SIGHUP reload).
     config_sha256: Option<String>,
+    /// `/readyz` with `[cluster] redis`: `{"store": "up"|"down", "on_store_error": ...}`.
+    cluster: Option<serde_json::Value>,
 }
 
 /// One audit record (one JSON line of `/v1/audit`); the format of CONTRACT.md. `hash` covers

@@ -59,23 +59,42 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> impl IntoResponse 
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses(
         (status = 200, description = "Ready", body = super::openapi::Status),
-        (status = 503, description = "A backend is unreachable, or shutting down", body = super::openapi::Status),
+        (status = 503, description = "A backend is unreachable, the shared store is down with on_store_error = closed, or shutting down", body = super::openapi::Status),
     ))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     let bad = state.core.vfs.unready_backends().await;
-    let (status, body) = if bad.is_empty() && !state.core.shutdown.is_triggered() {
-        (StatusCode::OK, serde_json::json!({"status": "ready"}))
-    } else if state.core.shutdown.is_triggered() {
+    // The shared store: shown when there is one; down with `on_store_error = "closed"` means
+    // this node refuses logins and rate-limited routes, so it is not ready.
+    let store = state.core.cluster.as_ref().map(|c| {
+        let up = c.is_up();
+        (
+            up,
+            c.on_error(),
+            serde_json::json!({
+                "store": if up { "up" } else { "down" },
+                "on_store_error": c.on_error().as_str(),
+            }),
+        )
+    });
+    let store_refuses = store
+        .as_ref()
+        .is_some_and(|(up, mode, _)| !up && *mode == crate::config::StoreErrorMode::Closed);
+    let (status, mut body) = if state.core.shutdown.is_triggered() {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             serde_json::json!({"status": "shutting_down"}),
         )
-    } else {
+    } else if !bad.is_empty() || store_refuses {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             serde_json::json!({"status": "unready", "backends": bad}),
         )
+    } else {
+        (StatusCode::OK, serde_json::json!({"status": "ready"}))
     };
+    if let (Some((_, _, c)), Some(obj)) = (store, body.as_object_mut()) {
+        obj.insert("cluster".into(), c);
+    }
     (
         status,
         [(header::CACHE_CONTROL, "no-store")],

@@ -234,13 +234,13 @@ impl SftpListener {
                         }
                     };
                     let remote = client.unwrap_or(peer);
-                    if let Some(guard) = admit(&core, &admission, remote) {
+                    if let Some(guard) = admit(&admission, remote) {
                         run_conn(core, config, stream, remote, guard).await;
                     }
                 });
                 continue;
             }
-            let Some(guard) = admit(&self.core, &self.admission, peer) else {
+            let Some(guard) = admit(&self.admission, peer) else {
                 continue;
             };
             let stream = proxy_protocol::Prefixed::plain(stream);
@@ -251,13 +251,9 @@ impl SftpListener {
     }
 }
 
-/// Whether a connection from `remote` may go on: not banned, under the listener's caps.
-fn admit(core: &Core, admission: &Admission, remote: SocketAddr) -> Option<Admitted> {
-    // Banned addresses are dropped before any key exchange work.
-    if core.identity.load().banned(remote.ip()) {
-        tracing::debug!(%remote, "sftp connection from a banned address dropped");
-        return None;
-    }
+/// Whether a connection from `remote` may go on: under the listener's caps (bans are checked
+/// on the connection's own task, since the shared store may be asked).
+fn admit(admission: &Admission, remote: SocketAddr) -> Option<Admitted> {
     match admission.admit(remote.ip()) {
         Ok(g) => Some(g),
         Err(NotAdmitted::ListenerFull) => {
@@ -279,6 +275,11 @@ async fn run_conn(
     guard: Admitted,
 ) {
     let _guard = guard;
+    // Banned addresses are dropped before any key exchange work.
+    if core.identity.load_full().banned(remote.ip()).await {
+        tracing::debug!(%remote, "sftp connection from a banned address dropped");
+        return;
+    }
     metrics::gauge!(telemetry::CONNECTIONS, "protocol" => "sftp").increment(1.0);
     conn::serve(core, config, stream, remote).await;
     metrics::gauge!(telemetry::CONNECTIONS, "protocol" => "sftp").decrement(1.0);

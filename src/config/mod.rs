@@ -2,6 +2,7 @@
 //! expansion and line-accurate errors (`load`), and cross-reference validation into a [`ValidConfig`]
 //! (`validate`). Unknown keys are errors everywhere (`deny_unknown_fields`).
 
+mod cluster;
 mod hooks;
 mod load;
 mod locate;
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use cluster::{ClusterConfig, StoreErrorMode};
 pub use hooks::{CsvConfig, EventConfig, ValidateConfig};
 pub use load::{ConfigError, ConfigErrors, EnvLookup, load_file, load_str};
 pub use routes::{
@@ -87,6 +89,8 @@ pub struct Config {
     /// Connection and login limits.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// The multi-node mode (shared limits and bans); absent = a single node.
+    pub cluster: Option<ClusterConfig>,
     /// SFTP listener; absent = off.
     pub sftp: Option<SftpConfig>,
     /// FTP/FTPS listener; absent = off.

@@ -352,6 +352,9 @@ pub fn validate(config: Config) -> Result<(ValidConfig, Errors), Errors> {
             )
         })
         .unwrap_or_default();
+    if let Some(c) = &config.cluster {
+        super::cluster::check(c, &root.key("cluster"), &mut errs);
+    }
     super::validate_isolation::check_isolation(&config, &backends, &audit_dir, &mut errs);
     super::validate_isolation::check_ssh_algorithms(&config, &mut errs);
 

@@ -12,10 +12,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::config::LoginFailuresConfig;
+use crate::cluster::{LoginKeys, LoginLimits, Reserve, SharedStore};
+use crate::config::{LoginFailuresConfig, StoreErrorMode};
 
 /// Above this many tracked keys, stale entries are pruned on the next reservation.
 const PRUNE_ABOVE: usize = 10_000;
@@ -179,6 +180,8 @@ pub enum Refused {
     AccountLocked,
     /// The address (or account) already has as many attempts in flight as failures left.
     TooManyInFlight,
+    /// The shared store is down and `on_store_error = "closed"`.
+    StoreUnavailable,
 }
 
 /// A ban or lock that a failure just started.
@@ -190,36 +193,95 @@ pub enum BanStarted {
     Account(String, Duration),
 }
 
-/// The ban list.
+/// How long an attempt reserved in the shared store may stay unresolved (a node that dies
+/// mid-login frees it then).
+const SHARED_LEASE: Duration = Duration::from_secs(120);
+
+/// The ban list: node-local tables, or the cluster's shared store with the local tables as
+/// the `on_store_error = "local"` fallback.
 #[derive(Debug)]
 pub struct BanList {
     window: Duration,
     ban: Duration,
     addrs: Table<IpAddr>,
     accounts: Table<String>,
+    shared: Option<Arc<SharedStore>>,
 }
 
 impl BanList {
-    /// An empty list with these limits.
+    /// An empty node-local list with these limits.
     pub fn new(cfg: LoginFailuresConfig) -> Self {
+        Self::with_store(cfg, None)
+    }
+
+    /// A list kept in `shared` when given (every node counts and bans together).
+    pub fn with_store(cfg: LoginFailuresConfig, shared: Option<Arc<SharedStore>>) -> Self {
         Self {
             window: Duration::from_secs(cfg.window_secs),
             ban: Duration::from_secs(cfg.ban_secs),
             addrs: Table::new(cfg.max),
             accounts: Table::new(cfg.account_max.unwrap_or(cfg.max.saturating_mul(2))),
+            shared,
+        }
+    }
+
+    fn limits(&self) -> LoginLimits {
+        LoginLimits {
+            max_addr: self.addrs.max,
+            max_account: self.accounts.max,
+            window: self.window,
         }
     }
 
     /// Remaining ban time for `ip`'s address key, if banned.
-    pub fn banned(&self, ip: IpAddr) -> Option<Duration> {
-        self.addrs.banned(&addr_key(ip), Instant::now())
+    pub async fn banned(&self, ip: IpAddr) -> Option<Duration> {
+        let key = addr_key(ip);
+        if let Some(s) = &self.shared {
+            match s.ban_remaining(&addr_label(key)).await {
+                Ok(d) => return d,
+                // Open and closed decide at the login itself; local asks the local table.
+                Err(_) if s.on_error() != StoreErrorMode::Local => return None,
+                Err(_) => {}
+            }
+        }
+        self.addrs.banned(&key, Instant::now())
     }
 
     /// Reserves one attempt from `ip`, and for `account` when the attempt is a password login
     /// to an existing account. Resolve it with [`Attempt::succeeded`] or [`Attempt::failed`];
     /// dropping it unresolved (cancelled, or the verifier was busy) releases it uncounted.
-    pub fn reserve(&self, ip: IpAddr, account: Option<&str>) -> Result<Attempt<'_>, Refused> {
+    pub async fn reserve(&self, ip: IpAddr, account: Option<&str>) -> Result<Attempt<'_>, Refused> {
+        if let Some(s) = &self.shared {
+            let keys = LoginKeys::new(&addr_label(addr_key(ip)), account);
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            match s
+                .login_reserve(&keys, &id, self.limits(), SHARED_LEASE)
+                .await
+            {
+                Ok(Reserve::Ok) => {
+                    return Ok(self.attempt(ip, account, Kept::Shared { keys, id }));
+                }
+                Ok(Reserve::AddressBanned) => return Err(Refused::AddressBanned),
+                Ok(Reserve::AccountLocked) => return Err(Refused::AccountLocked),
+                Ok(Reserve::InFlight) => return Err(Refused::TooManyInFlight),
+                Err(_) => match s.on_error() {
+                    StoreErrorMode::Local => {}
+                    StoreErrorMode::Open => return Ok(self.attempt(ip, account, Kept::Nowhere)),
+                    StoreErrorMode::Closed => return Err(Refused::StoreUnavailable),
+                },
+            }
+        }
         self.reserve_at(ip, account, Instant::now())
+    }
+
+    fn attempt(&self, ip: IpAddr, account: Option<&str>, kept: Kept) -> Attempt<'_> {
+        Attempt {
+            list: self,
+            addr: addr_key(ip),
+            account: account.map(str::to_string),
+            kept,
+            done: false,
+        }
     }
 
     fn reserve_at(
@@ -235,27 +297,28 @@ impl BanList {
                 Full::Banned => Refused::AddressBanned,
                 Full::InFlight => Refused::TooManyInFlight,
             })?;
-        let account = match account {
-            Some(a) => {
-                let a = a.to_string();
-                if let Err(f) = self.accounts.reserve(&a, now, self.window) {
-                    self.addrs.release(&addr);
-                    return Err(match f {
-                        Full::Banned => Refused::AccountLocked,
-                        Full::InFlight => Refused::TooManyInFlight,
-                    });
-                }
-                Some(a)
-            }
-            None => None,
-        };
-        Ok(Attempt {
-            list: self,
-            addr,
-            account,
-            done: false,
-        })
+        if let Some(a) = account
+            && let Err(f) = self.accounts.reserve(&a.to_string(), now, self.window)
+        {
+            self.addrs.release(&addr);
+            return Err(match f {
+                Full::Banned => Refused::AccountLocked,
+                Full::InFlight => Refused::TooManyInFlight,
+            });
+        }
+        Ok(self.attempt(ip, account, Kept::Local))
     }
+}
+
+/// Where an attempt's reservation is kept.
+#[derive(Debug)]
+enum Kept {
+    /// In the node-local tables.
+    Local,
+    /// In the shared store, under this attempt id.
+    Shared { keys: LoginKeys, id: String },
+    /// Nowhere: the store was down and `on_store_error = "open"`.
+    Nowhere,
 }
 
 /// A reserved login attempt.
@@ -264,26 +327,59 @@ pub struct Attempt<'a> {
     list: &'a BanList,
     addr: IpAddr,
     account: Option<String>,
+    kept: Kept,
     done: bool,
 }
 
 impl Attempt<'_> {
     /// The credentials were good: the address's reservation is released (its earlier failures
     /// stand) and the account's failures are forgotten.
-    pub fn succeeded(mut self) {
+    pub async fn succeeded(mut self) {
         self.done = true;
-        self.list.addrs.release(&self.addr);
-        if let Some(a) = &self.account {
-            self.list.accounts.clear(a);
+        match &self.kept {
+            Kept::Local => {
+                self.list.addrs.release(&self.addr);
+                if let Some(a) = &self.account {
+                    self.list.accounts.clear(a);
+                }
+            }
+            Kept::Shared { keys, id } => {
+                if let Some(s) = &self.list.shared {
+                    // A lost release only holds the slot until its lease runs out.
+                    let _ = s.login_end(keys, id, self.list.limits(), true).await;
+                }
+            }
+            Kept::Nowhere => {}
         }
     }
 
     /// The credentials were wrong: counts the failure; returns the bans it started.
-    pub fn failed(self) -> Vec<BanStarted> {
-        self.failed_at(Instant::now())
+    pub async fn failed(mut self) -> Vec<BanStarted> {
+        self.done = true;
+        if let (Kept::Shared { keys, id }, Some(s)) = (&self.kept, &self.list.shared) {
+            let limits = self.list.limits();
+            match s.login_fail(keys, id, limits, self.list.ban).await {
+                Ok((addr, account)) => {
+                    let mut started = Vec::new();
+                    if addr {
+                        started.push(BanStarted::Address(self.addr, self.list.ban));
+                    }
+                    if account && let Some(a) = &self.account {
+                        started.push(BanStarted::Account(a.clone(), self.list.ban));
+                    }
+                    return started;
+                }
+                Err(_) if s.on_error() == StoreErrorMode::Local => {}
+                Err(_) => return Vec::new(),
+            }
+        }
+        if matches!(self.kept, Kept::Nowhere) {
+            return Vec::new();
+        }
+        self.failed_local(Instant::now())
     }
 
-    fn failed_at(mut self, now: Instant) -> Vec<BanStarted> {
+    fn failed_local(&mut self, now: Instant) -> Vec<BanStarted> {
         self.done = true;
         let mut started = Vec::new();
         if let Some(d) = self.list.addrs.fail(&self.addr, now, self.list.ban) {
@@ -296,15 +392,37 @@ impl Attempt<'_> {
         }
         started
     }
+
+    #[cfg(test)]
+    fn failed_at(mut self, now: Instant) -> Vec<BanStarted> {
+        self.failed_local(now)
+    }
 }
 
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
-        if !self.done {
-            self.list.addrs.release(&self.addr);
-            if let Some(a) = &self.account {
-                self.list.accounts.release(a);
+        if self.done {
+            return;
+        }
+        match &self.kept {
+            Kept::Local => {
+                self.list.addrs.release(&self.addr);
+                if let Some(a) = &self.account {
+                    self.list.accounts.release(a);
+                }
             }
+            Kept::Shared { keys, id } => {
+                if let (Some(s), Ok(rt)) = (
+                    self.list.shared.clone(),
+                    tokio::runtime::Handle::try_current(),
+                ) {
+                    let (keys, id, limits) = (keys.clone(), id.clone(), self.list.limits());
+                    rt.spawn(async move {
+                        let _ = s.login_end(&keys, &id, limits, false).await;
+                    });
+                }
+            }
+            Kept::Nowhere => {}
         }
     }
 }
@@ -362,63 +480,81 @@ mod tests {
         assert_eq!(b.reserve_at(a, None, t2).unwrap().failed_at(t2).len(), 1);
     }
 
-    #[test]
-    fn parallel_attempts_get_only_the_remaining_allowance() {
+    #[tokio::test]
+    async fn parallel_attempts_get_only_the_remaining_allowance() {
         let b = list(5, None);
         let a = ip("10.0.0.9");
-        let held: Vec<_> = (0..5).map(|_| b.reserve(a, None).unwrap()).collect();
-        assert_eq!(b.reserve(a, None).unwrap_err(), Refused::TooManyInFlight);
-        let started: Vec<_> = held.into_iter().flat_map(Attempt::failed).collect();
+        let mut held = Vec::new();
+        for _ in 0..5 {
+            held.push(b.reserve(a, None).await.unwrap());
+        }
+        assert_eq!(
+            b.reserve(a, None).await.unwrap_err(),
+            Refused::TooManyInFlight
+        );
+        let mut started = Vec::new();
+        for h in held {
+            started.extend(h.failed().await);
+        }
         assert_eq!(started.len(), 1, "the fifth failure starts the ban");
-        assert_eq!(b.reserve(a, None).unwrap_err(), Refused::AddressBanned);
+        assert_eq!(
+            b.reserve(a, None).await.unwrap_err(),
+            Refused::AddressBanned
+        );
     }
 
-    #[test]
-    fn an_unresolved_attempt_is_released_uncounted() {
+    #[tokio::test]
+    async fn an_unresolved_attempt_is_released_uncounted() {
         let b = list(1, None);
         let a = ip("10.0.0.3");
-        drop(b.reserve(a, None).unwrap());
-        assert!(b.reserve(a, None).is_ok());
+        drop(b.reserve(a, None).await.unwrap());
+        assert!(b.reserve(a, None).await.is_ok());
     }
 
-    #[test]
-    fn success_clears_only_the_account() {
+    #[tokio::test]
+    async fn success_clears_only_the_account() {
         let b = list(3, Some(3));
         let a = ip("10.0.0.1");
         // Two failures on "bob", then a success on "alice" from the same address.
-        b.reserve(a, Some("bob")).unwrap().failed();
-        b.reserve(a, Some("bob")).unwrap().failed();
-        b.reserve(a, Some("alice")).unwrap().succeeded();
+        b.reserve(a, Some("bob")).await.unwrap().failed().await;
+        b.reserve(a, Some("bob")).await.unwrap().failed().await;
+        b.reserve(a, Some("alice")).await.unwrap().succeeded().await;
         // The address still has its two failures: one more bans it.
-        let started = b.reserve(a, Some("carol")).unwrap().failed();
+        let started = b.reserve(a, Some("carol")).await.unwrap().failed().await;
         assert!(matches!(started[..], [BanStarted::Address(..)]));
     }
 
-    #[test]
-    fn an_account_is_locked_from_any_address() {
+    #[tokio::test]
+    async fn an_account_is_locked_from_any_address() {
         let b = list(100, Some(3));
         for i in 0..3 {
             let from = ip(&format!("10.0.1.{i}"));
-            let started = b.reserve(from, Some("acme")).unwrap().failed();
+            let started = b.reserve(from, Some("acme")).await.unwrap().failed().await;
             assert_eq!(started.len(), usize::from(i == 2));
         }
         assert_eq!(
-            b.reserve(ip("10.9.9.9"), Some("acme")).unwrap_err(),
+            b.reserve(ip("10.9.9.9"), Some("acme")).await.unwrap_err(),
             Refused::AccountLocked
         );
         // Other accounts, and the same address without a password login, are unaffected.
-        assert!(b.reserve(ip("10.9.9.9"), Some("other")).is_ok());
-        assert!(b.reserve(ip("10.0.1.0"), None).is_ok());
+        assert!(b.reserve(ip("10.9.9.9"), Some("other")).await.is_ok());
+        assert!(b.reserve(ip("10.0.1.0"), None).await.is_ok());
     }
 
-    #[test]
-    fn ipv6_counts_by_64_and_mapped_ipv4_as_ipv4() {
+    #[tokio::test]
+    async fn ipv6_counts_by_64_and_mapped_ipv4_as_ipv4() {
         let b = list(2, None);
-        b.reserve(ip("2001:db8:1:2::1"), None).unwrap().failed();
+        b.reserve(ip("2001:db8:1:2::1"), None)
+            .await
+            .unwrap()
+            .failed()
+            .await;
         let started = b
             .reserve(ip("2001:db8:1:2:ffff::9"), None)
+            .await
             .unwrap()
-            .failed();
+            .failed()
+            .await;
         assert_eq!(
             started,
             vec![BanStarted::Address(
@@ -426,18 +562,25 @@ mod tests {
                 Duration::from_secs(120)
             )]
         );
-        assert!(b.banned(ip("2001:db8:1:2:abcd::1")).is_some());
-        assert!(b.banned(ip("2001:db8:1:3::1")).is_none());
+        assert!(b.banned(ip("2001:db8:1:2:abcd::1")).await.is_some());
+        assert!(b.banned(ip("2001:db8:1:3::1")).await.is_none());
         assert_eq!(addr_key(ip("::ffff:10.1.2.3")), ip("10.1.2.3"));
         assert_eq!(addr_label(ip("2001:db8:1:2::")), "2001:db8:1:2::/64");
     }
 
-    #[test]
-    fn zero_disables() {
+    #[tokio::test]
+    async fn zero_disables() {
         let b = list(0, Some(0));
         let a = ip("10.0.0.1");
         for _ in 0..10 {
-            assert!(b.reserve(a, Some("x")).unwrap().failed().is_empty());
+            assert!(
+                b.reserve(a, Some("x"))
+                    .await
+                    .unwrap()
+                    .failed()
+                    .await
+                    .is_empty()
+            );
         }
     }
 }

@@ -179,6 +179,9 @@ pub enum AuthError {
     /// No password verification slot was free in time; the client should try again later.
     #[error("server busy verifying passwords")]
     Busy,
+    /// The cluster's shared store is down and `on_store_error = "closed"`.
+    #[error("shared limits store unavailable")]
+    StoreUnavailable,
     /// No such user.
     #[error("unknown user")]
     UnknownUser,
@@ -215,6 +218,7 @@ impl AuthError {
                 | AuthError::AccountLocked
                 | AuthError::TooManyAttempts
                 | AuthError::Busy
+                | AuthError::StoreUnavailable
         )
     }
 }
@@ -278,11 +282,15 @@ impl fmt::Debug for Identity {
 }
 
 impl Identity {
-    /// Builds the identity store from a validated config.
-    pub fn new(cfg: &ValidConfig) -> Self {
+    /// Builds the identity store from a validated config; bans and failure counts are kept in
+    /// `shared` when the cluster has one.
+    pub fn new(cfg: &ValidConfig, shared: Option<Arc<crate::cluster::SharedStore>>) -> Self {
         Self::build(
             cfg,
-            Arc::new(BanList::new(cfg.config.limits.login_failures)),
+            Arc::new(BanList::with_store(
+                cfg.config.limits.login_failures,
+                shared,
+            )),
             Arc::new(Verifier::for_this_machine()),
         )
     }
@@ -345,8 +353,8 @@ impl Identity {
     }
 
     /// Remaining ban for an address (adapters may refuse before asking for credentials).
-    pub fn banned(&self, ip: IpAddr) -> bool {
-        self.bans.banned(ip).is_some()
+    pub async fn banned(&self, ip: IpAddr) -> bool {
+        self.bans.banned(ip).await.is_some()
     }
 
     /// Whether `blob` is one of `user`'s keys, before the client proves it holds it.
@@ -381,10 +389,11 @@ impl Identity {
             Credentials::Password { user, .. } if self.accounts.contains_key(*user) => Some(*user),
             _ => None,
         };
-        let attempt = self.bans.reserve(ip, account).map_err(|r| match r {
+        let attempt = self.bans.reserve(ip, account).await.map_err(|r| match r {
             Refused::AddressBanned => AuthError::Banned,
             Refused::AccountLocked => AuthError::AccountLocked,
             Refused::TooManyInFlight => AuthError::TooManyAttempts,
+            Refused::StoreUnavailable => AuthError::StoreUnavailable,
         })?;
         let result = self.check(creds, ip).await.and_then(|(account, key_name)| {
             if let Some(nets) = &account.allowed_ips
@@ -401,13 +410,13 @@ impl Identity {
         });
         match result {
             Ok(ok) => {
-                attempt.succeeded();
+                attempt.succeeded().await;
                 Ok(ok)
             }
             // Not a verdict on the credentials: the reservation is released uncounted.
             Err(AuthError::Busy) => Err(AuthError::Busy.into()),
             Err(error) => {
-                let started = attempt.failed();
+                let started = attempt.failed().await;
                 for b in &started {
                     match b {
                         BanStarted::Address(a, d) => {

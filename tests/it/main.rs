@@ -8,6 +8,7 @@ mod audit;
 mod backend;
 mod cli;
 mod cloud;
+mod cluster;
 mod console;
 mod emulators;
 mod events;

@@ -53,7 +53,7 @@ permissions = [ { path = "/", allow = ["list", "read", "write"] } ]
 }
 
 /// HAProxy, stopped (by PID) when dropped.
-struct Haproxy(Child);
+pub(crate) struct Haproxy(Child);
 
 impl Drop for Haproxy {
     fn drop(&mut self) {
@@ -63,16 +63,27 @@ impl Drop for Haproxy {
 }
 
 fn haproxy(dir: &Path, sftp_in: u16, sftp: u16, http_in: u16, http: u16) -> Haproxy {
+    haproxy_with(
+        dir,
+        &format!(
+            "frontend sftp_in\n  bind 127.0.0.1:{sftp_in}\n  default_backend sftp_gw\n\
+             backend sftp_gw\n  server gw 127.0.0.1:{sftp} send-proxy-v2\n\
+             frontend http_in\n  bind 127.0.0.1:{http_in}\n  default_backend http_gw\n\
+             backend http_gw\n  server gw 127.0.0.1:{http} send-proxy\n"
+        ),
+        &[sftp_in, http_in],
+    )
+}
+
+/// Starts HAProxy (TCP mode) with these frontends and backends; waits for `ports`.
+pub(crate) fn haproxy_with(dir: &Path, sections: &str, ports: &[u16]) -> Haproxy {
     let cfg = dir.join("haproxy.cfg");
     std::fs::write(
         &cfg,
         format!(
-            "global\n  maxconn 100\n\
+            "global\n  maxconn 1000\n\
              defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
-             frontend sftp_in\n  bind 127.0.0.1:{sftp_in}\n  default_backend sftp_gw\n\
-             backend sftp_gw\n  server gw 127.0.0.1:{sftp} send-proxy-v2\n\
-             frontend http_in\n  bind 127.0.0.1:{http_in}\n  default_backend http_gw\n\
-             backend http_gw\n  server gw 127.0.0.1:{http} send-proxy\n"
+             {sections}"
         ),
     )
     .unwrap();
@@ -84,9 +95,9 @@ fn haproxy(dir: &Path, sftp_in: u16, sftp: u16, http_in: u16, http: u16) -> Hapr
         .spawn()
         .expect("haproxy (scripts/install-peers.sh installs it)");
     let h = Haproxy(child);
-    for p in [sftp_in, http_in] {
+    for p in ports {
         assert!(
-            wait_port(p, Duration::from_secs(10)),
+            wait_port(*p, Duration::from_secs(10)),
             "haproxy did not listen on {p}"
         );
     }
@@ -113,7 +124,13 @@ fn paramiko(source: &str, port: u16, name: &str) -> String {
     paramiko_as(source, port, name, "alice", "secret")
 }
 
-fn paramiko_as(source: &str, port: u16, name: &str, user: &str, password: &str) -> String {
+pub(crate) fn paramiko_as(
+    source: &str,
+    port: u16,
+    name: &str,
+    user: &str,
+    password: &str,
+) -> String {
     let out = run_with_timeout(
         Command::new(python()).args([
             "-c",

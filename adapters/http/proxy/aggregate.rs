@@ -118,13 +118,10 @@ pub(super) async fn handle(
         Err((resp, why)) => return deny(None, resp, why),
     };
     if let Some(limits) = state.proxy.aggregates.get(&agg.name)
-        && let Err(wait) = limits.check(&caller.key)
+        && let Err(limited) = limits.check(&caller.key).await
     {
-        return deny(
-            caller.session.as_ref(),
-            rate_limited(wait),
-            "rate limited".into(),
-        );
+        let (resp, why) = rate_limited(limited);
+        return deny(caller.session.as_ref(), resp, why.into());
     }
     let user = caller
         .session

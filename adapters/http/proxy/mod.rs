@@ -8,7 +8,6 @@ mod body;
 mod cache;
 mod caller;
 mod forward;
-mod limit;
 mod upstream;
 
 use std::collections::HashMap;
@@ -38,7 +37,7 @@ use upstream::Pool;
 
 struct RouteState {
     pool: Arc<Pool>,
-    limits: limit::Limits,
+    limits: crate::ratelimit::Limits,
     /// The route's name as a metric label (built once).
     label: telemetry::Label,
 }
@@ -47,7 +46,7 @@ struct RouteState {
 pub(crate) struct Proxy {
     client: Client,
     routes: HashMap<String, RouteState>,
-    aggregates: HashMap<String, limit::Limits>,
+    aggregates: HashMap<String, crate::ratelimit::Limits>,
     cache: Option<ResponseCache>,
 }
 
@@ -75,7 +74,12 @@ impl Proxy {
                 r.name.clone(),
                 RouteState {
                     pool,
-                    limits: limit::Limits::new(r.rate_limit, r.global_rate_limit),
+                    limits: crate::ratelimit::Limits::new(
+                        format!("route:{}", r.name),
+                        r.rate_limit,
+                        r.global_rate_limit,
+                        core.cluster.clone(),
+                    ),
                     label: telemetry::label(&r.name),
                 },
             );
@@ -87,7 +91,12 @@ impl Proxy {
             .map(|a| {
                 (
                     a.name.clone(),
-                    limit::Limits::new(a.rate_limit, a.global_rate_limit),
+                    crate::ratelimit::Limits::new(
+                        format!("aggregate:{}", a.name),
+                        a.rate_limit,
+                        a.global_rate_limit,
+                        core.cluster.clone(),
+                    ),
                 )
             })
             .collect();
@@ -249,12 +258,9 @@ async fn run_route(
         Err((resp, why)) => return deny(None, resp, why),
     };
     // Phase: rate limit.
-    if let Err(wait) = rs.limits.check(&caller.key) {
-        return deny(
-            caller.session.as_ref(),
-            rate_limited(wait),
-            "rate limited".into(),
-        );
+    if let Err(limited) = rs.limits.check(&caller.key).await {
+        let (resp, why) = rate_limited(limited);
+        return deny(caller.session.as_ref(), resp, why.into());
     }
     let user = caller
         .session
@@ -531,12 +537,27 @@ fn finish_error(
 }
 
 /// `429` with `Retry-After` (whole seconds, at least 1).
-pub(super) fn rate_limited(wait: std::time::Duration) -> ApiError {
-    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-    gateway_error(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
-        "rate limit exceeded; retry later",
-    )
-    .with_header(header::RETRY_AFTER, HeaderValue::from(secs))
+/// The answer to a request a rate limit refused, and the audit detail.
+pub(super) fn rate_limited(limited: crate::ratelimit::Limited) -> (ApiError, &'static str) {
+    match limited {
+        crate::ratelimit::Limited::Wait(wait) => {
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            let resp = gateway_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "rate limit exceeded; retry later",
+            )
+            .with_header(header::RETRY_AFTER, HeaderValue::from(secs));
+            (resp, "rate limited")
+        }
+        crate::ratelimit::Limited::StoreUnavailable => {
+            let resp = gateway_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "limits_unavailable",
+                "the shared rate-limit store is unavailable; retry later",
+            )
+            .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            (resp, "rate limit store unavailable (on_store_error=closed)")
+        }
+    }
 }

@@ -1,0 +1,515 @@
+//! The multi-node mode on real engines: three gateway nodes sharing one Debian `redis-server`,
+//! behind Debian HAProxy (PROXY protocol to every node), driven by Python clients from their own
+//! loopback addresses. A rate limit holds over the three nodes as one; a ban earned on one node
+//! over SFTP holds on the others over FTP and HTTP; an account locked by failures spread over
+//! the nodes stays locked everywhere; with Redis hung (SIGSTOP) or gone, each `on_store_error`
+//! mode does what it says within bounded latency, and the nodes return to shared limits when it
+//! comes back. Every node's audit shows the real client behind the balancer, and a node killed
+//! mid-run loses nothing acknowledged.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{Gateway, free_port, python, root, run_with_timeout, text, wait_port};
+use crate::proxy::Upstream;
+use crate::proxy_protocol::{Haproxy, haproxy_with, paramiko_as};
+
+/// A `redis-server` of the test's own (no persistence), stopped by PID on drop.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/install-peers.sh installs it)");
+        assert!(
+            wait_port(port, Duration::from_secs(10)),
+            "redis did not start"
+        );
+        Redis { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn signal(&self, sig: &str) -> bool {
+        Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        // A stopped server cannot die until it is continued.
+        self.signal("-CONT");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A node's config: `{redis}`, `{node}`, `{mode}`, `{data}` (a directory every node shares,
+/// as they would share a bucket) and `{upstream}` are filled in before the harness's own.
+const NODE: &str = r#"
+[gateway]
+state_dir = "{dir}/var"
+shutdown_grace_secs = 5
+
+[cluster]
+node = "{node}"
+redis = "{redis}"
+on_store_error = "{mode}"
+timeout_ms = 25
+
+[audit]
+fsync = "batch"
+
+[limits]
+login_failures = { max = 3, window_secs = 300, ban_secs = 900, account_max = 3 }
+refused_login_records_per_sec = 1000
+
+[sftp]
+listen = "127.0.0.1:{sftp}"
+host_keys = ["{data}/host_ed25519"]
+proxy_protocol = ["127.0.0.1/32"]
+
+[ftp]
+listen = "127.0.0.1:{ftp}"
+passive_ports = [{pasv_lo}, {pasv_hi}]
+passive_host = "127.0.0.1"
+
+[http]
+listen = "127.0.0.1:{http}"
+trusted_proxies = ["127.0.0.1/32"]
+
+[backends.shared]
+kind = "local"
+root = "{data}/files"
+
+[[mounts]]
+path = "/"
+backend = "shared"
+
+[[users]]
+name = "acme"
+password_hash = "{secret_hash}"
+home = "/acme"
+permissions = [ { path = "/", allow = ["list", "read", "write", "overwrite", "delete", "mkdir", "rename"] } ]
+
+[[users]]
+name = "bob"
+password_hash = "{secret_hash}"
+home = "/bob"
+permissions = [ { path = "/", allow = ["list", "read"] } ]
+
+[[users]]
+name = "ops"
+password_hash = "{secret_hash}"
+role = "operator"
+
+[[routes]]
+name = "public"
+path_prefix = "/public"
+upstreams = ["{upstream}"]
+strip_prefix = true
+auth = ["none"]
+rate_limit = { per_second = {rate}, burst = {burst} }
+"#;
+
+struct Cluster {
+    nodes: Vec<Gateway>,
+    _data: tempfile::TempDir,
+    _upstream: Upstream,
+    redis: Redis,
+}
+
+fn cluster(modes: [&str; 3], rate: u32, burst: u32) -> Cluster {
+    let redis = Redis::start();
+    let upstream = Upstream::start("u");
+    let data = tempfile::tempdir().unwrap();
+    let nodes = modes
+        .iter()
+        .enumerate()
+        .map(|(i, mode)| {
+            Gateway::start(
+                &NODE
+                    .replace("{redis}", &redis.url())
+                    .replace("{node}", &format!("gw-{}", i + 1))
+                    .replace("{mode}", mode)
+                    .replace("{data}", &data.path().display().to_string())
+                    .replace("{upstream}", &upstream.url())
+                    .replace("{rate}", &rate.to_string())
+                    .replace("{burst}", &burst.to_string()),
+            )
+        })
+        .collect();
+    Cluster {
+        nodes,
+        _data: data,
+        _upstream: upstream,
+        redis,
+    }
+}
+
+/// HAProxy round robin over the nodes' SFTP (PROXY v2) and HTTP (PROXY v1) listeners, with
+/// health checks so a killed node is taken out. Returns it with its SFTP and HTTP ports.
+fn balancer(c: &Cluster, dir: &std::path::Path) -> (Haproxy, u16, u16) {
+    let (sftp_in, http_in) = (free_port(), free_port());
+    let servers = |proto: &str, send: &str| -> String {
+        c.nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let port = if proto == "sftp" { n.sftp } else { n.http };
+                format!("  server gw{i} 127.0.0.1:{port} {send} check inter 300ms fall 1 rise 2\n")
+            })
+            .collect()
+    };
+    let lb = haproxy_with(
+        dir,
+        &format!(
+            "frontend sftp_in\n  bind 127.0.0.1:{sftp_in}\n  default_backend sftp_gw\n\
+             backend sftp_gw\n  balance roundrobin\n  option redispatch\n  retries 3\n{}\
+             frontend http_in\n  bind 127.0.0.1:{http_in}\n  default_backend http_gw\n\
+             backend http_gw\n  balance roundrobin\n  option redispatch\n  retries 3\n{}",
+            servers("sftp", "send-proxy-v2 check-send-proxy"),
+            servers("http", "send-proxy check-send-proxy"),
+        ),
+        &[sftp_in, http_in],
+    );
+    (lb, sftp_in, http_in)
+}
+
+/// curl from `from`: the status code and how long the request took.
+fn curl_from(from: &str, url: &str, user: Option<&str>) -> (u16, Duration) {
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--max-time",
+        "20",
+    ])
+    .args(["--interface", from, "-H", "Cache-Control: no-cache"]);
+    if let Some(u) = user {
+        cmd.args(["-u", u]);
+    }
+    let t = Instant::now();
+    let out = run_with_timeout(cmd.arg(url), Duration::from_secs(30));
+    let code = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    (code, t.elapsed())
+}
+
+/// ftplib login from `from`: "ok" or the server's refusal.
+fn ftp_login(from: &str, port: u16, user: &str, password: &str) -> String {
+    let script = r#"
+import ftplib, sys
+src, port, user, pw = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+f = ftplib.FTP(timeout=20, source_address=(src, 0))
+try:
+    f.connect("127.0.0.1", port)
+    f.login(user, pw)
+    print("ok")
+    f.quit()
+except ftplib.all_errors as e:
+    print("refused:", e)
+"#;
+    let out = run_with_timeout(
+        Command::new(python()).args(["-c", script, from, &port.to_string(), user, password]),
+        Duration::from_secs(40),
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string() + &String::from_utf8_lossy(&out.stderr)
+}
+
+fn readyz(n: &Gateway) -> (u16, serde_json::Value) {
+    let out = run_with_timeout(
+        Command::new("curl").args(["-s", "-w", "\n%{http_code}", &n.url("/readyz")]),
+        Duration::from_secs(20),
+    );
+    let s = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = s.rsplit_once('\n').unwrap_or(("", "0"));
+    (
+        code.trim().parse().unwrap_or(0),
+        serde_json::from_str(body).unwrap_or_default(),
+    )
+}
+
+/// Polls each node's `/readyz` until its shared store reads `want` (bounded).
+fn wait_store(c: &Cluster, want: &str) {
+    for n in &c.nodes {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, body) = readyz(n);
+            if body["cluster"]["store"] == want {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "store never read {want}: {body}\n{}",
+                n.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[test]
+fn a_rate_limit_over_three_nodes_admits_burst_plus_rate_times_time() {
+    let (rate, burst, secs) = (25u32, 10u32, 4.0f64);
+    let c = cluster(["local", "local", "local"], rate, burst);
+    let work = tempfile::tempdir().unwrap();
+    let (_lb, _, http_in) = balancer(&c, work.path());
+    let out = run_with_timeout(
+        Command::new(python()).args([
+            root().join("tests/py/cluster_rate.py").to_str().unwrap(),
+            "127.0.0.31",
+            &http_in.to_string(),
+            "/public/x",
+            &secs.to_string(),
+        ]),
+        Duration::from_secs(60),
+    );
+    let res: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim())
+        .unwrap_or_else(|e| panic!("one JSON line: {e}\n{}", text(&out)));
+    let codes = res["codes"].as_object().unwrap();
+    let admitted = codes.get("200").and_then(|v| v.as_u64()).unwrap_or(0) as f64;
+    let refused = codes.get("429").and_then(|v| v.as_u64()).unwrap_or(0);
+    assert_eq!(
+        codes.len(),
+        2,
+        "only 200 and 429 are expected through the balancer: {res}"
+    );
+    let elapsed = res["elapsed"].as_f64().unwrap();
+    let expected = f64::from(burst) + f64::from(rate) * elapsed;
+    let ratio = admitted / expected;
+    eprintln!(
+        "cluster rate limit: {admitted} admitted, {refused} refused over 3 nodes in {elapsed:.2} s; \
+         expected B + R*t = {expected:.1}; ratio {ratio:.3}"
+    );
+    assert!(
+        (0.95..=1.05).contains(&ratio),
+        "admitted {admitted}, expected {expected:.1} (ratio {ratio:.3}): {res}"
+    );
+    // The balancer spread the requests: every node admitted some, and saw the real client.
+    for n in &c.nodes {
+        let rec = n
+            .wait_audit(|r| r["action"] == "proxy" && r["status"] == 200)
+            .unwrap_or_else(|| panic!("a node admitted nothing\n{}", n.log()));
+        assert!(
+            rec["remote"].as_str().unwrap().starts_with("127.0.0.31:"),
+            "{rec}"
+        );
+    }
+}
+
+#[test]
+fn a_ban_or_lock_earned_on_one_node_holds_on_every_node_and_door() {
+    let c = cluster(["local", "local", "local"], 100, 100);
+    let [n1, n2, n3] = [&c.nodes[0], &c.nodes[1], &c.nodes[2]];
+    // Three wrong SFTP passwords on node 1 ban 127.0.0.21 (max = 3); an unknown user, so no
+    // account is locked on the way.
+    for _ in 0..3 {
+        let said = paramiko_as("127.0.0.21", n1.sftp, "x.txt", "intruder", "wrong");
+        assert!(said.starts_with("refused"), "{said}");
+    }
+    n1.wait_audit(|r| {
+        r["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("ban started"))
+    })
+    .expect("the ban is recorded where it was earned");
+    // Node 2 over FTP and node 3 over HTTP refuse the right password from that address.
+    let said = ftp_login("127.0.0.21", n2.ftp, "acme", "secret");
+    assert!(said.starts_with("refused"), "ftp on node 2: {said}");
+    let (code, _) = curl_from("127.0.0.21", &n3.url("/v1/files/"), Some("acme:secret"));
+    assert_eq!(code, 429, "http on node 3");
+    // Another address is untouched on every node.
+    let said = ftp_login("127.0.0.22", n2.ftp, "acme", "secret");
+    assert_eq!(said.trim(), "ok");
+    let (code, _) = curl_from("127.0.0.22", &n3.url("/v1/files/"), Some("acme:secret"));
+    assert_eq!(code, 200);
+
+    // Account lock (account_max = 3) from three addresses over three nodes and doors.
+    let (code, _) = curl_from("127.0.0.41", &n1.url("/v1/files/"), Some("bob:wrong"));
+    assert_eq!(code, 401);
+    let said = ftp_login("127.0.0.42", n2.ftp, "bob", "wrong");
+    assert!(said.starts_with("refused"), "{said}");
+    let said = paramiko_as("127.0.0.43", n3.sftp, "x.txt", "bob", "wrong");
+    assert!(said.starts_with("refused"), "{said}");
+    // Now the right password from a fresh address is refused on every node.
+    let (code, _) = curl_from("127.0.0.44", &n1.url("/v1/files/"), Some("bob:secret"));
+    assert_eq!(code, 401, "bob is locked on node 1");
+    let said = ftp_login("127.0.0.45", n2.ftp, "bob", "secret");
+    assert!(
+        said.starts_with("refused"),
+        "bob is locked on node 2: {said}"
+    );
+    n3.wait_audit(|r| {
+        r["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("password logins locked"))
+    })
+    .expect("the lock is recorded by the node whose failure started it");
+}
+
+#[test]
+fn with_redis_hung_or_gone_each_on_store_error_mode_does_what_it_says() {
+    let c = cluster(["local", "open", "closed"], 1, 2);
+    let [local, open, closed] = [&c.nodes[0], &c.nodes[1], &c.nodes[2]];
+    wait_store(&c, "up");
+    let (code, body) = readyz(closed);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["cluster"]["on_store_error"], "closed");
+
+    for (sig, label) in [("-STOP", "hung"), ("-KILL", "gone")] {
+        if label == "gone" {
+            // Shared limits resumed after SIGCONT; now the server disappears altogether.
+            assert!(c.redis.signal("-CONT"));
+            wait_store(&c, "up");
+        }
+        assert!(c.redis.signal(sig));
+        // Requests stay fast whatever the mode: bounded by timeout_ms, then decided locally.
+        let from = if label == "hung" {
+            "127.0.0.61"
+        } else {
+            "127.0.0.62"
+        };
+        let mut local_codes = Vec::new();
+        for i in 0..5 {
+            let (code, took) = curl_from(from, &local.url(&format!("/public/{i}")), None);
+            assert!(took < Duration::from_secs(2), "{label}: {took:?}");
+            local_codes.push(code);
+        }
+        assert_eq!(
+            &local_codes[..2],
+            &[200, 200],
+            "{label} local: {local_codes:?}"
+        );
+        assert!(
+            local_codes[2..].contains(&429),
+            "{label} local: {local_codes:?}"
+        );
+        for i in 0..5 {
+            let (code, took) = curl_from(from, &open.url(&format!("/public/{i}")), None);
+            assert!(took < Duration::from_secs(2), "{label}: {took:?}");
+            assert_eq!(code, 200, "{label} open admits everything");
+        }
+        let (code, took) = curl_from(from, &closed.url("/public/0"), None);
+        assert!(took < Duration::from_secs(2), "{label}: {took:?}");
+        assert_eq!(code, 503, "{label} closed refuses rate-limited routes");
+        // Logins: local and open log in; closed refuses.
+        let (code, _) = curl_from(from, &local.url("/v1/files/"), Some("acme:secret"));
+        assert_eq!(code, 200, "{label} local login");
+        let (code, _) = curl_from(from, &open.url("/v1/files/"), Some("acme:secret"));
+        assert_eq!(code, 200, "{label} open login");
+        let (code, _) = curl_from(from, &closed.url("/v1/files/"), Some("acme:secret"));
+        assert_eq!(code, 503, "{label} closed login");
+        let said = ftp_login(from, closed.ftp, "acme", "secret");
+        assert!(said.starts_with("refused"), "{label} closed ftp: {said}");
+        wait_store(&c, "down");
+        let (code, body) = readyz(closed);
+        assert_eq!(code, 503, "{body}");
+        let (code, body) = readyz(local);
+        assert_eq!(code, 200, "{body}");
+    }
+    // Every switch is audited on every node, and the gauge says so.
+    for n in &c.nodes {
+        n.wait_audit(|r| {
+            r["action"] == "config"
+                && r["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("cluster store down"))
+        })
+        .expect("the switch to down is recorded");
+        n.wait_audit(|r| {
+            r["action"] == "config"
+                && r["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("cluster store up"))
+        })
+        .expect("the switch back up is recorded");
+    }
+    let out = run_with_timeout(
+        Command::new("curl").args(["-s", "-u", "ops:secret", &local.url("/metrics")]),
+        Duration::from_secs(20),
+    );
+    assert!(
+        text(&out).contains("gatehouse_cluster_store_up 0"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn through_the_balancer_every_node_records_the_real_client_and_a_lost_node_loses_nothing() {
+    let mut c = cluster(["local", "local", "local"], 100, 100);
+    let work = tempfile::tempdir().unwrap();
+    let (_lb, sftp_in, http_in) = balancer(&c, work.path());
+    // Round robin: six SFTP uploads from 127.0.0.51 reach all three nodes.
+    for i in 0..6 {
+        let said = paramiko_as(
+            "127.0.0.51",
+            sftp_in,
+            &format!("lb-{i}.txt"),
+            "acme",
+            "secret",
+        );
+        assert!(said.starts_with("ok"), "{said}");
+    }
+    for n in &c.nodes {
+        let up = n
+            .wait_audit(|r| r["action"] == "upload" && r["protocol"] == "sftp")
+            .unwrap_or_else(|| panic!("no upload reached this node\n{}", n.log()));
+        assert!(
+            up["remote"].as_str().unwrap().starts_with("127.0.0.51:"),
+            "{up}"
+        );
+    }
+    // Node 2 dies mid-run: HAProxy takes it out; new sessions go to the other two.
+    c.nodes[1].kill9();
+    let mut acknowledged = Vec::new();
+    for i in 0..6 {
+        let name = format!("after-{i}.txt");
+        let said = paramiko_as("127.0.0.52", sftp_in, &name, "acme", "secret");
+        assert!(said.starts_with("ok"), "after the node loss: {said}");
+        acknowledged.push(name);
+    }
+    let (code, _) = curl_from(
+        "127.0.0.52",
+        &format!("http://127.0.0.1:{http_in}/v1/files/"),
+        Some("acme:secret"),
+    );
+    assert_eq!(code, 200);
+    // Everything acknowledged is on the shared storage, and in a live node's audit log.
+    for name in &acknowledged {
+        let p = c._data.path().join("files/acme").join(name);
+        assert_eq!(
+            std::fs::read(&p).unwrap_or_default(),
+            b"behind the balancer\n",
+            "{name}"
+        );
+        let path = format!("/acme/{name}");
+        assert!(
+            [&c.nodes[0], &c.nodes[2]].iter().any(|n| n
+                .audit()
+                .iter()
+                .any(|r| r["action"] == "upload" && r["path"] == path.as_str())),
+            "{name} has no upload record"
+        );
+    }
+}
