@@ -110,6 +110,19 @@ pub enum AuditCommand {
     Verify {
         #[command(flatten)]
         source: AuditSource,
+        /// Verify the chains shipped to this backend of [backends] instead (every node under
+        /// [audit.ship] prefix: checkpoints, signatures, files, and this node's unshipped tail).
+        #[arg(long, value_name = "BACKEND")]
+        remote: Option<String>,
+        /// With --remote: the signing public key (`ed25519:BASE64`, as `audit pubkey` prints);
+        /// default: the key of [audit.ship] signing_key.
+        #[arg(long, value_name = "KEY", requires = "remote")]
+        pubkey: Option<String>,
+    },
+    /// Print the public key that verifies this node's shipped checkpoints ([audit.ship]).
+    Pubkey {
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Print matching records: a table by default, JSON Lines with --json.
     Query {

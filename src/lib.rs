@@ -24,6 +24,7 @@ pub mod route;
 pub mod secret;
 pub mod serve;
 pub mod session;
+pub mod ship;
 pub mod shutdown;
 pub mod telemetry;
 pub mod validation;

@@ -103,7 +103,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{key}\n{hash}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Audit(AuditCommand::Verify { source }) => {
+        Command::Audit(AuditCommand::Verify {
+            source,
+            remote: Some(backend),
+            pubkey,
+        }) => verify_remote(&source, &backend, pubkey.as_deref()),
+        Command::Audit(AuditCommand::Pubkey { config }) => {
+            let cfg = load_config(config.config.as_deref())?;
+            let ship = cfg
+                .config
+                .audit
+                .ship
+                .as_ref()
+                .context("no [audit.ship] in the config: nothing is signed")?;
+            let path = gatehouse::serve::ship_key_path(&cfg, ship);
+            let key = gatehouse::ship::checkpoint::load(&path).with_context(
+                || "no signing key yet (the first `serve` with [audit.ship] creates it)",
+            )?;
+            println!(
+                "{}",
+                gatehouse::ship::checkpoint::public_text(&key.verifying_key())
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(AuditCommand::Verify { source, .. }) => {
             let dir = audit_dir(&source)?;
             match verify::verify(&dir) {
                 Ok(report) => {
@@ -144,6 +167,68 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `audit verify --remote BACKEND`: every node's shipped chain.
+fn verify_remote(
+    source: &gatehouse::cli::AuditSource,
+    backend: &str,
+    pubkey: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    use gatehouse::ship::{self, checkpoint, verify};
+    let cfg = load_config(source.config.as_deref())?;
+    let ship_cfg = cfg.config.audit.ship.as_ref();
+    let key = match pubkey {
+        Some(text) => checkpoint::parse_public(text)?,
+        None => {
+            let ship_cfg = ship_cfg
+                .context("no [audit.ship] in the config: give the signing key with --pubkey")?;
+            let path = gatehouse::serve::ship_key_path(&cfg, ship_cfg);
+            checkpoint::load(&path)
+                .with_context(|| format!("reading the signing key {}", path.display()))?
+                .verifying_key()
+        }
+    };
+    let layout = ship::Layout::new(ship_cfg.map_or("audit/", |s| s.prefix.as_str()));
+    let store = gatehouse::serve::named_backend(&cfg, backend)?;
+    let node = gatehouse::serve::node_name(&cfg);
+    let state = ship::ShipState::load(&cfg.config.gateway.state_dir)?;
+    let local = ship_cfg.map(|_| verify::LocalSide {
+        node: &node,
+        audit_dir: &cfg.audit_dir,
+        state,
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let reports = rt.block_on(verify::verify_remote(store.as_ref(), &layout, &key, local))?;
+    if reports.is_empty() {
+        println!("FAILED: nothing shipped under {backend}:{}", layout.root());
+        return Ok(ExitCode::FAILURE);
+    }
+    let mut ok = true;
+    for r in &reports {
+        if r.problems.is_empty() {
+            println!(
+                "ok: node {}: {} checkpoints, {} files, {} records (through seq {})",
+                r.node, r.checkpoints, r.files, r.records, r.last_seq
+            );
+        } else {
+            ok = false;
+            println!("FAILED: node {}:", r.node);
+            for p in &r.problems {
+                println!("  {p}");
+            }
+        }
+        for n in &r.notes {
+            println!("note: node {}: {n}", r.node);
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn load_config(path: Option<&Path>) -> anyhow::Result<config::ValidConfig> {

@@ -64,7 +64,7 @@ pub enum ServeError {
 }
 
 /// Node name for audit records: `cluster.node`, else `gateway.node`, else the host name.
-fn node_name(cfg: &ValidConfig) -> String {
+pub fn node_name(cfg: &ValidConfig) -> String {
     let named = cfg.config.cluster.as_ref().and_then(|c| c.node.clone());
     named
         .or_else(|| cfg.config.gateway.node.clone())
@@ -232,6 +232,15 @@ pub async fn run(
             return Err(e);
         }
     };
+    let ship_stop = tokio_util::sync::CancellationToken::new();
+    let shipper = match start_shipper(&core, ship_stop.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = record_config(&core.audit, Outcome::Error, format!("start failed: {e}")).await;
+            let _ = core.audit.close().await;
+            return Err(e);
+        }
+    };
     let listeners = start_listeners(&core, metrics.clone()).await;
     let mut tasks = match listeners {
         Ok(t) => t,
@@ -351,10 +360,79 @@ pub async fn run(
         );
     }
     record_config(&core.audit, Outcome::Ok, detail).await?;
+    // The last shipment carries everything up to the stop record.
+    ship_stop.cancel();
+    if let Some(h) = shipper
+        && tokio::time::timeout(Duration::from_secs(30), h)
+            .await
+            .is_err()
+    {
+        tracing::warn!(
+            "the last audit shipment did not finish within 30 s; it ships at the next start"
+        );
+    }
     core.audit.close().await?;
     core.shutdown.exit.cancel();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Builds the backend `name` of `[backends]` (not necessarily mounted).
+pub fn named_backend(
+    cfg: &ValidConfig,
+    name: &str,
+) -> Result<Arc<dyn crate::vfs::backend::Backend>, ServeError> {
+    let spec = cfg.backends.get(name).ok_or_else(|| ServeError::Backend {
+        name: name.to_string(),
+        source: StorageError::not_found("not configured"),
+    })?;
+    adapters::storage::build(name, spec, Some(cfg.config.gateway.state_dir.as_path())).map_err(
+        |source| ServeError::Backend {
+            name: name.to_string(),
+            source,
+        },
+    )
+}
+
+/// The signing key file of `[audit.ship]`.
+pub fn ship_key_path(cfg: &ValidConfig, ship: &crate::config::ShipConfig) -> std::path::PathBuf {
+    ship.signing_key.clone().unwrap_or_else(|| {
+        cfg.config
+            .gateway
+            .state_dir
+            .join(crate::ship::DEFAULT_KEY_FILE)
+    })
+}
+
+/// Starts audit shipping when `[audit.ship]` is configured (creating the signing key on the
+/// first start).
+fn start_shipper(
+    core: &Arc<Core>,
+    stop: tokio_util::sync::CancellationToken,
+) -> Result<Option<tokio::task::JoinHandle<()>>, ServeError> {
+    let cfg = &core.config;
+    let Some(ship) = &cfg.config.audit.ship else {
+        return Ok(None);
+    };
+    let key_path = ship_key_path(cfg, ship);
+    let key = crate::ship::checkpoint::load_or_create(&key_path)
+        .map_err(|e| ServeError::Listener(format!("audit.ship.signing_key: {e}")))?;
+    tracing::info!(
+        key = %key_path.display(),
+        public = %crate::ship::checkpoint::public_text(&key.verifying_key()),
+        "audit shipping on; checkpoints are signed with this key"
+    );
+    let shipper = crate::ship::Shipper {
+        backend: named_backend(cfg, &ship.backend)?,
+        backend_name: ship.backend.clone(),
+        layout: crate::ship::Layout::new(&ship.prefix),
+        node: node_name(cfg),
+        interval: Duration::from_secs(ship.interval_secs),
+        key,
+        state_dir: cfg.config.gateway.state_dir.clone(),
+        audit: core.audit.clone(),
+    };
+    Ok(Some(tokio::spawn(shipper.run(stop))))
 }
 
 /// SIGHUP (config reload), if the platform has it.

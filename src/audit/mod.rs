@@ -282,6 +282,14 @@ impl AuditLog {
         rx.await.map_err(|_| AuditError::Closed)?
     }
 
+    /// Closes the current file (when it holds any record) and starts the next; returns the
+    /// number of the newest complete file (0: none yet). For shipping (`[audit.ship]`).
+    pub async fn rotate(&self) -> Result<u64, AuditError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.send(writer::Msg::Rotate(tx))?;
+        rx.await.map_err(|_| AuditError::Closed)?
+    }
+
     /// The directory of the files.
     pub fn dir(&self) -> &std::path::Path {
         self.inner.dir()

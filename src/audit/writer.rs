@@ -40,6 +40,9 @@ pub(super) enum Msg {
     /// Prove the log still takes writes (see [`Probe`]).
     Probe(oneshot::Sender<Result<(), AuditError>>),
     Close(oneshot::Sender<Result<(), AuditError>>),
+    /// Start a new file if the current one holds any record; answers with the number of the
+    /// newest file that is closed (complete) afterwards (0: none).
+    Rotate(oneshot::Sender<Result<u64, AuditError>>),
 }
 
 /// Records nobody waits for (one per proxied request). Queued here instead of on the channel, so
@@ -285,6 +288,7 @@ impl Writer {
         let mut acks = Vec::new();
         let mut closes = Vec::new();
         let mut probes = Vec::new();
+        let mut rotates = Vec::new();
         let (seq0, prev0, size0) = (self.seq, self.prev.clone(), self.size);
         let lost = detached.len();
         if let Some(why) = &self.broken {
@@ -310,6 +314,7 @@ impl Writer {
                 Msg::Wake => {}
                 Msg::Probe(ack) => probes.push(ack),
                 Msg::Close(done) => closes.push(done),
+                Msg::Rotate(done) => rotates.push(done),
             }
         }
         let mut failed = None;
@@ -359,6 +364,19 @@ impl Writer {
             }
             for ack in probes {
                 let _ = ack.send(r.clone());
+            }
+        }
+        if !rotates.is_empty() {
+            // After this batch's records: a rotation asked for now covers what was written.
+            let r = if let Some(why) = &self.broken {
+                Err(AuditError::Io(why.clone()))
+            } else if self.size > 0 {
+                self.rotate().map(|()| self.file_no - 1)
+            } else {
+                Ok(self.file_no.saturating_sub(1))
+            };
+            for done in rotates {
+                let _ = done.send(r.clone());
             }
         }
         if closes.is_empty() {

@@ -32,6 +32,31 @@ impl Default for ClusterConfig {
     }
 }
 
+/// `[audit.ship]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShipConfig {
+    /// A backend from `[backends]` (an S3-compatible one in production).
+    pub backend: String,
+    /// Objects are written to `<prefix><node>/<file>`.
+    #[serde(default = "default_ship_prefix")]
+    pub prefix: String,
+    /// Rotate and ship at least this often.
+    #[serde(default = "default_ship_interval")]
+    pub interval_secs: u64,
+    /// Ed25519 key that signs each shipment's checkpoint (PKCS#8 PEM; created on first start).
+    /// Default `<state_dir>/audit_signing_ed25519`.
+    pub signing_key: Option<std::path::PathBuf>,
+}
+
+fn default_ship_prefix() -> String {
+    "audit/".into()
+}
+
+fn default_ship_interval() -> u64 {
+    60
+}
+
 /// `cluster.on_store_error`
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -53,6 +78,28 @@ impl StoreErrorMode {
             Self::Open => "open",
             Self::Closed => "closed",
         }
+    }
+}
+
+/// Checks `[audit.ship]` (`backends`: the names `[backends]` defines).
+pub(super) fn check_ship(c: &ShipConfig, backends: &[&str], key: &KeyPath, errs: &mut Errors) {
+    if !backends.contains(&c.backend.as_str()) {
+        errs.push((
+            key.key("backend"),
+            format!("{:?} is not defined in [backends]", c.backend),
+        ));
+    }
+    if c.interval_secs == 0 {
+        errs.push((key.key("interval_secs"), "must be at least 1".into()));
+    }
+    if c.prefix.starts_with('/') || c.prefix.split('/').any(|s| s == "..") {
+        errs.push((
+            key.key("prefix"),
+            format!(
+                "{:?}: a relative object prefix such as \"audit/\"",
+                c.prefix
+            ),
+        ));
     }
 }
 

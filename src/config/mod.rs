@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use cluster::{ClusterConfig, StoreErrorMode};
+pub use cluster::{ClusterConfig, ShipConfig, StoreErrorMode};
 pub use hooks::{CsvConfig, EventConfig, ValidateConfig};
 pub use load::{ConfigError, ConfigErrors, EnvLookup, load_file, load_str};
 pub use routes::{
@@ -165,6 +165,8 @@ pub struct AuditConfig {
     /// room before they start; when the space cannot be kept (disk full, log failing), they are
     /// refused instead of happening unrecorded.
     pub reserve_bytes: Option<u64>,
+    /// Ship rotated files, with signed checkpoints, to an object store (`[audit.ship]`).
+    pub ship: Option<ShipConfig>,
 }
 
 /// `audit.fsync`

@@ -355,6 +355,10 @@ pub fn validate(config: Config) -> Result<(ValidConfig, Errors), Errors> {
     if let Some(c) = &config.cluster {
         super::cluster::check(c, &root.key("cluster"), &mut errs);
     }
+    if let Some(ship) = &config.audit.ship {
+        let names: Vec<&str> = config.backends.keys().map(String::as_str).collect();
+        super::cluster::check_ship(ship, &names, &root.key("audit").key("ship"), &mut errs);
+    }
     super::validate_isolation::check_isolation(&config, &backends, &audit_dir, &mut errs);
     super::validate_isolation::check_ssh_algorithms(&config, &mut errs);
 

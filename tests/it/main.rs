@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod audit;
+mod audit_ship;
 mod backend;
 mod cli;
 mod cloud;
