@@ -214,6 +214,53 @@ pub(crate) async fn read_header<S: AsyncRead + Unpin>(
     }
 }
 
+/// Reads a required PROXY header from `stream` without reading a byte past it (for libraries
+/// that take the socket itself, such as libunftp): v1 a byte at a time up to its CRLF, v2 its
+/// fixed 16 bytes and then the length they give. Returns the client it names (`None`: the
+/// proxy's own connection).
+pub(crate) async fn read_header_exact(
+    stream: &mut tokio::net::TcpStream,
+    timeout: Duration,
+) -> Result<Option<SocketAddr>, ProxyHeaderError> {
+    let work = async {
+        let mut buf = vec![0u8; 6];
+        stream.read_exact(&mut buf).await?;
+        if buf == b"PROXY " {
+            // v1: at most 107 bytes, ending in CRLF.
+            let mut byte = [0u8; 1];
+            while !buf.ends_with(b"\r\n") {
+                if buf.len() >= 107 {
+                    return Err(ProxyHeaderError::Malformed("v1 header without CRLF".into()));
+                }
+                stream.read_exact(&mut byte).await?;
+                buf.push(byte[0]);
+            }
+        } else if buf[..] == V2_SIG[..6] {
+            buf.resize(16, 0);
+            stream.read_exact(&mut buf[6..]).await?;
+            if buf[..12] != *V2_SIG {
+                return Err(ProxyHeaderError::Malformed("bad v2 signature".into()));
+            }
+            let len = usize::from(u16::from_be_bytes([buf[14], buf[15]]));
+            if 16 + len > MAX_HEADER {
+                return Err(ProxyHeaderError::Malformed("longer than 4096 bytes".into()));
+            }
+            buf.resize(16 + len, 0);
+            stream.read_exact(&mut buf[16..]).await?;
+        } else {
+            return Err(ProxyHeaderError::Missing);
+        }
+        let parsed = HeaderResult::parse(&buf);
+        client_of(&parsed)
+            .map(|(client, _)| client)
+            .map_err(ProxyHeaderError::Malformed)
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(ProxyHeaderError::Incomplete(timeout)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,6 +292,43 @@ mod tests {
             }
             Err(e) => Err(e.to_string()),
         }
+    }
+
+    /// Writes `input` to a fresh loopback socket and reads the header exactly.
+    async fn exact(input: &'static [u8]) -> Result<(Option<SocketAddr>, Vec<u8>), String> {
+        use tokio::io::AsyncWriteExt;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let _ = c.write_all(input).await;
+            let _ = c.shutdown().await;
+        });
+        let (mut s, _) = l.accept().await.unwrap();
+        let client = read_header_exact(&mut s, Duration::from_secs(2))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).await.map_err(|e| e.to_string())?;
+        Ok((client, rest))
+    }
+
+    #[tokio::test]
+    async fn exact_reads_stop_at_the_end_of_the_header() {
+        let (c, rest) = exact(b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 21\r\nUSER a\r\n")
+            .await
+            .unwrap();
+        assert_eq!(c, Some("203.0.113.7:40000".parse().unwrap()));
+        assert_eq!(rest, b"USER a\r\n");
+        let (c, rest) = exact(
+            b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c\xc6\x33\x64\x09\x7f\x00\x00\x01\x9c\x40\x00\x15USER",
+        )
+        .await
+        .unwrap();
+        assert_eq!(c, Some("198.51.100.9:40000".parse().unwrap()));
+        assert_eq!(rest, b"USER");
+        assert!(exact(b"USER a\r\n").await.unwrap_err().contains("no PROXY"));
+        assert!(exact(b"PROXY TCP4 1.2.3.4").await.is_err());
     }
 
     #[tokio::test]

@@ -71,6 +71,7 @@ pub async fn bind(core: Arc<Core>, addr: SocketAddr) -> Result<FtpListener, FtpE
                 }
             }
         })),
+        proxy_header: proxy_header_reader(core.config.ftp_proxy_protocol.clone()),
         ..Hardening::default()
     };
     let pending = Arc::default();
@@ -122,11 +123,46 @@ pub async fn bind(core: Arc<Core>, addr: SocketAddr) -> Result<FtpListener, FtpE
             .ftps_manual::<std::path::PathBuf>(Arc::new(tls_cfg))
             .ftps_required(required, required);
     }
-    if cfg.proxy_protocol {
+    if matches!(
+        cfg.proxy_protocol,
+        crate::config::FtpProxyProtocol::Switch(true)
+    ) {
         b = b.proxy_protocol_mode(addr.port());
     }
     let server = b.build().map_err(|e| FtpError::Setup(e.to_string()))?;
     Ok(FtpListener { server, addr })
+}
+
+/// The PROXY header rule of `[ftp] proxy_protocol = [peers]`, for control and passive data
+/// connections alike: the listed peers must send one (it names the client that logins, bans,
+/// the data connection check and audit use); others send none and stand for themselves.
+fn proxy_header_reader(trusted: Vec<ipnet::IpNet>) -> Option<libunftp::options::ProxyHeaderReader> {
+    if trusted.is_empty() {
+        return None;
+    }
+    let trusted = Arc::new(trusted);
+    Some(Arc::new(
+        move |mut stream: tokio::net::TcpStream, peer: SocketAddr| {
+            let trusted = trusted.clone();
+            Box::pin(async move {
+                if !crate::forwarded::is_trusted(peer.ip(), &trusted) {
+                    return Ok((stream, peer));
+                }
+                match super::proxy_protocol::read_header_exact(
+                    &mut stream,
+                    super::proxy_protocol::HEADER_TIMEOUT,
+                )
+                .await
+                {
+                    Ok(client) => Ok((stream, client.unwrap_or(peer))),
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "ftp connection refused");
+                        Err(e.to_string())
+                    }
+                }
+            })
+        },
+    ))
 }
 
 impl FtpListener {

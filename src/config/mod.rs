@@ -337,9 +337,27 @@ pub struct FtpConfig {
     pub passive_host: Option<String>,
     /// Explicit FTPS (AUTH TLS).
     pub tls: Option<FtpTlsConfig>,
-    /// Expect a HAProxy PROXY protocol header on every connection.
+    /// Load balancers that send a PROXY protocol header (v1 or v2) on control and passive data
+    /// connections, and must: `["10.0.0.0/24"]`. The older `true` means libunftp's own proxy
+    /// mode (v1, every connection through the control port); `false` is off.
     #[serde(default)]
-    pub proxy_protocol: bool,
+    pub proxy_protocol: FtpProxyProtocol,
+}
+
+/// `ftp.proxy_protocol`: the peers' list, or the older switch.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum FtpProxyProtocol {
+    /// `true` / `false` (the older form).
+    Switch(bool),
+    /// Peers (CIDRs) that send the header.
+    Peers(Vec<String>),
+}
+
+impl Default for FtpProxyProtocol {
+    fn default() -> Self {
+        Self::Switch(false)
+    }
 }
 
 fn default_passive_ports() -> [u16; 2] {

@@ -119,6 +119,9 @@ pub struct ValidConfig {
     pub trusted_proxies: Vec<IpNet>,
     /// Peers that must send a PROXY protocol header on the SFTP listener (`[sftp] proxy_protocol`).
     pub sftp_proxy_protocol: Vec<IpNet>,
+    /// Peers that must send a PROXY protocol header on the FTP listener (`[ftp] proxy_protocol`
+    /// as a list).
+    pub ftp_proxy_protocol: Vec<IpNet>,
     /// `[[validate]]` rules.
     pub validation: crate::validation::Rules,
     /// `[[events]]` receivers.
@@ -352,6 +355,12 @@ pub fn validate(config: Config) -> Result<(ValidConfig, Errors), Errors> {
             )
         })
         .unwrap_or_default();
+    let ftp_proxy_protocol = match config.ftp.as_ref().map(|f| &f.proxy_protocol) {
+        Some(super::FtpProxyProtocol::Peers(list)) => {
+            nets(list, root.key("ftp").key("proxy_protocol"), &mut errs)
+        }
+        _ => Vec::new(),
+    };
     if let Some(c) = &config.cluster {
         super::cluster::check(c, &root.key("cluster"), &mut errs);
     }
@@ -377,6 +386,7 @@ pub fn validate(config: Config) -> Result<(ValidConfig, Errors), Errors> {
             audit_dir,
             trusted_proxies,
             sftp_proxy_protocol,
+            ftp_proxy_protocol,
             validation,
             events,
             warnings: Vec::new(),

@@ -84,9 +84,14 @@ host_keys = ["{data}/host_ed25519"]
 proxy_protocol = ["127.0.0.1/32"]
 
 [ftp]
-listen = "127.0.0.1:{ftp}"
+listen = "{ftp_addr}"
 passive_ports = [{pasv_lo}, {pasv_hi}]
 passive_host = "127.0.0.1"
+proxy_protocol = ["127.0.0.1/32"]
+
+[ftp.tls]
+cert = "{fixtures}/tls/cert.pem"
+key = "{fixtures}/tls/key.pem"
 
 [http]
 listen = "127.0.0.1:{http}"
@@ -128,6 +133,9 @@ rate_limit = { per_second = {rate}, burst = {burst} }
 
 struct Cluster {
     nodes: Vec<Gateway>,
+    /// Each node's FTP listener: on 127.0.0.11, .12, .13 (its passive ports too, so the
+    /// balancer on 127.0.0.1 can forward the same port numbers to it).
+    ftp: Vec<(String, u16)>,
     _data: tempfile::TempDir,
     _upstream: Upstream,
     redis: Redis,
@@ -137,12 +145,16 @@ fn cluster(modes: [&str; 3], rate: u32, burst: u32) -> Cluster {
     let redis = Redis::start();
     let upstream = Upstream::start("u");
     let data = tempfile::tempdir().unwrap();
+    let ftp: Vec<(String, u16)> = (0..3)
+        .map(|i| (format!("127.0.0.{}", 11 + i), free_port()))
+        .collect();
     let nodes = modes
         .iter()
         .enumerate()
         .map(|(i, mode)| {
             Gateway::start(
                 &NODE
+                    .replace("{ftp_addr}", &format!("{}:{}", ftp[i].0, ftp[i].1))
                     .replace("{redis}", &redis.url())
                     .replace("{node}", &format!("gw-{}", i + 1))
                     .replace("{mode}", mode)
@@ -153,18 +165,48 @@ fn cluster(modes: [&str; 3], rate: u32, burst: u32) -> Cluster {
             )
         })
         .collect();
+    for (ip, port) in &ftp {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect((ip.as_str(), *port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "ftp did not listen on {ip}:{port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
     Cluster {
         nodes,
+        ftp,
         _data: data,
         _upstream: upstream,
         redis,
     }
 }
 
-/// HAProxy round robin over the nodes' SFTP (PROXY v2) and HTTP (PROXY v1) listeners, with
-/// health checks so a killed node is taken out. Returns it with its SFTP and HTTP ports.
-fn balancer(c: &Cluster, dir: &std::path::Path) -> (Haproxy, u16, u16) {
-    let (sftp_in, http_in) = (free_port(), free_port());
+/// HAProxy round robin over the nodes' SFTP (PROXY v2), HTTP (PROXY v1) and FTP control
+/// (PROXY v2) listeners, with health checks so a killed node is taken out; and each node's
+/// passive port range forwarded to that node (PROXY v2), as docs/cluster.md describes.
+/// Returns it with its SFTP, HTTP and FTP ports.
+fn balancer(c: &Cluster, dir: &std::path::Path) -> (Haproxy, u16, u16, u16) {
+    let (sftp_in, http_in, ftp_in) = (free_port(), free_port(), free_port());
+    let mut ftp = format!(
+        "frontend ftp_in\n  bind 127.0.0.1:{ftp_in}\n  default_backend ftp_gw\n\
+         backend ftp_gw\n  balance roundrobin\n  option redispatch\n  retries 3\n"
+    );
+    for (i, (ip, port)) in c.ftp.iter().enumerate() {
+        ftp.push_str(&format!(
+            "  server gw{i} {ip}:{port} send-proxy-v2 check-send-proxy check inter 300ms fall 1 rise 2\n"
+        ));
+    }
+    for (i, n) in c.nodes.iter().enumerate() {
+        let (lo, hi) = n.pasv;
+        ftp.push_str(&format!(
+            "frontend pasv{i}\n  bind 127.0.0.1:{lo}-{hi}\n  default_backend pasv{i}\n\
+             backend pasv{i}\n  server p{i} {} send-proxy-v2\n",
+            c.ftp[i].0
+        ));
+    }
     let servers = |proto: &str, send: &str| -> String {
         c.nodes
             .iter()
@@ -181,13 +223,13 @@ fn balancer(c: &Cluster, dir: &std::path::Path) -> (Haproxy, u16, u16) {
             "frontend sftp_in\n  bind 127.0.0.1:{sftp_in}\n  default_backend sftp_gw\n\
              backend sftp_gw\n  balance roundrobin\n  option redispatch\n  retries 3\n{}\
              frontend http_in\n  bind 127.0.0.1:{http_in}\n  default_backend http_gw\n\
-             backend http_gw\n  balance roundrobin\n  option redispatch\n  retries 3\n{}",
+             backend http_gw\n  balance roundrobin\n  option redispatch\n  retries 3\n{}{ftp}",
             servers("sftp", "send-proxy-v2 check-send-proxy"),
             servers("http", "send-proxy check-send-proxy"),
         ),
-        &[sftp_in, http_in],
+        &[sftp_in, http_in, ftp_in],
     );
-    (lb, sftp_in, http_in)
+    (lb, sftp_in, http_in, ftp_in)
 }
 
 /// curl from `from`: the status code and how long the request took.
@@ -215,14 +257,43 @@ fn curl_from(from: &str, url: &str, user: Option<&str>) -> (u16, Duration) {
     (code, t.elapsed())
 }
 
-/// ftplib login from `from`: "ok" or the server's refusal.
-fn ftp_login(from: &str, port: u16, user: &str, password: &str) -> String {
+/// Stock ftplib FTPS (AUTH TLS, PROT P, passive) from `from` through the balancer: uploads
+/// `name`, reads it back; "ok" or the error.
+fn ftps_round_trip(from: &str, port: u16, name: &str) -> String {
+    let script = r#"
+import ftplib, io, sys
+src, port, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+try:
+    f = ftplib.FTP_TLS(timeout=20, source_address=(src, 0))
+    f.connect("127.0.0.1", port)
+    f.auth()
+    f.login("acme", "secret")
+    f.prot_p()
+    f.storbinary("STOR " + name, io.BytesIO(b"ftps behind the balancer\n"))
+    got = io.BytesIO()
+    f.retrbinary("RETR " + name, got.write)
+    assert got.getvalue() == b"ftps behind the balancer\n", got.getvalue()
+    f.quit()
+    print("ok")
+except Exception as e:
+    print("failed:", type(e).__name__, e)
+"#;
+    let out = run_with_timeout(
+        Command::new(python()).args(["-c", script, from, &port.to_string(), name]),
+        Duration::from_secs(60),
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// ftplib login from `from` to a node's FTP listener: "ok" or the server's refusal.
+fn ftp_login(from: &str, to: &(String, u16), user: &str, password: &str) -> String {
+    let (host, port) = to;
     let script = r#"
 import ftplib, sys
-src, port, user, pw = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+src, host, port, user, pw = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 f = ftplib.FTP(timeout=20, source_address=(src, 0))
 try:
-    f.connect("127.0.0.1", port)
+    f.connect(host, port)
     f.login(user, pw)
     print("ok")
     f.quit()
@@ -230,7 +301,7 @@ except ftplib.all_errors as e:
     print("refused:", e)
 "#;
     let out = run_with_timeout(
-        Command::new(python()).args(["-c", script, from, &port.to_string(), user, password]),
+        Command::new(python()).args(["-c", script, from, host, &port.to_string(), user, password]),
         Duration::from_secs(40),
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string() + &String::from_utf8_lossy(&out.stderr)
@@ -273,7 +344,7 @@ fn a_rate_limit_over_three_nodes_admits_burst_plus_rate_times_time() {
     let (rate, burst, secs) = (25u32, 10u32, 4.0f64);
     let c = cluster(["local", "local", "local"], rate, burst);
     let work = tempfile::tempdir().unwrap();
-    let (_lb, _, http_in) = balancer(&c, work.path());
+    let (_lb, _, http_in, _) = balancer(&c, work.path());
     let out = run_with_timeout(
         Command::new(python()).args([
             root().join("tests/py/cluster_rate.py").to_str().unwrap(),
@@ -320,7 +391,7 @@ fn a_rate_limit_over_three_nodes_admits_burst_plus_rate_times_time() {
 #[test]
 fn a_ban_or_lock_earned_on_one_node_holds_on_every_node_and_door() {
     let c = cluster(["local", "local", "local"], 100, 100);
-    let [n1, n2, n3] = [&c.nodes[0], &c.nodes[1], &c.nodes[2]];
+    let [n1, _, n3] = [&c.nodes[0], &c.nodes[1], &c.nodes[2]];
     // Three wrong SFTP passwords on node 1 ban 127.0.0.21 (max = 3); an unknown user, so no
     // account is locked on the way.
     for _ in 0..3 {
@@ -334,12 +405,12 @@ fn a_ban_or_lock_earned_on_one_node_holds_on_every_node_and_door() {
     })
     .expect("the ban is recorded where it was earned");
     // Node 2 over FTP and node 3 over HTTP refuse the right password from that address.
-    let said = ftp_login("127.0.0.21", n2.ftp, "acme", "secret");
+    let said = ftp_login("127.0.0.21", &c.ftp[1], "acme", "secret");
     assert!(said.starts_with("refused"), "ftp on node 2: {said}");
     let (code, _) = curl_from("127.0.0.21", &n3.url("/v1/files/"), Some("acme:secret"));
     assert_eq!(code, 429, "http on node 3");
     // Another address is untouched on every node.
-    let said = ftp_login("127.0.0.22", n2.ftp, "acme", "secret");
+    let said = ftp_login("127.0.0.22", &c.ftp[1], "acme", "secret");
     assert_eq!(said.trim(), "ok");
     let (code, _) = curl_from("127.0.0.22", &n3.url("/v1/files/"), Some("acme:secret"));
     assert_eq!(code, 200);
@@ -347,14 +418,14 @@ fn a_ban_or_lock_earned_on_one_node_holds_on_every_node_and_door() {
     // Account lock (account_max = 3) from three addresses over three nodes and doors.
     let (code, _) = curl_from("127.0.0.41", &n1.url("/v1/files/"), Some("bob:wrong"));
     assert_eq!(code, 401);
-    let said = ftp_login("127.0.0.42", n2.ftp, "bob", "wrong");
+    let said = ftp_login("127.0.0.42", &c.ftp[1], "bob", "wrong");
     assert!(said.starts_with("refused"), "{said}");
     let said = paramiko_as("127.0.0.43", n3.sftp, "x.txt", "bob", "wrong");
     assert!(said.starts_with("refused"), "{said}");
     // Now the right password from a fresh address is refused on every node.
     let (code, _) = curl_from("127.0.0.44", &n1.url("/v1/files/"), Some("bob:secret"));
     assert_eq!(code, 401, "bob is locked on node 1");
-    let said = ftp_login("127.0.0.45", n2.ftp, "bob", "secret");
+    let said = ftp_login("127.0.0.45", &c.ftp[1], "bob", "secret");
     assert!(
         said.starts_with("refused"),
         "bob is locked on node 2: {said}"
@@ -419,7 +490,7 @@ fn with_redis_hung_or_gone_each_on_store_error_mode_does_what_it_says() {
         assert_eq!(code, 200, "{label} open login");
         let (code, _) = curl_from(from, &closed.url("/v1/files/"), Some("acme:secret"));
         assert_eq!(code, 503, "{label} closed login");
-        let said = ftp_login(from, closed.ftp, "acme", "secret");
+        let said = ftp_login(from, &c.ftp[2], "acme", "secret");
         assert!(said.starts_with("refused"), "{label} closed ftp: {said}");
         wait_store(&c, "down");
         let (code, body) = readyz(closed);
@@ -459,7 +530,7 @@ fn with_redis_hung_or_gone_each_on_store_error_mode_does_what_it_says() {
 fn through_the_balancer_every_node_records_the_real_client_and_a_lost_node_loses_nothing() {
     let mut c = cluster(["local", "local", "local"], 100, 100);
     let work = tempfile::tempdir().unwrap();
-    let (_lb, sftp_in, http_in) = balancer(&c, work.path());
+    let (_lb, sftp_in, http_in, ftp_in) = balancer(&c, work.path());
     // Round robin: six SFTP uploads from 127.0.0.51 reach all three nodes.
     for i in 0..6 {
         let said = paramiko_as(
@@ -479,6 +550,42 @@ fn through_the_balancer_every_node_records_the_real_client_and_a_lost_node_loses
             up["remote"].as_str().unwrap().starts_with("127.0.0.51:"),
             "{up}"
         );
+    }
+    // FTPS through the balancer: control round robin, each node's passive range forwarded to
+    // it; every node sees (and records) the client, and checks the data connection against it.
+    for i in 0..3 {
+        let said = ftps_round_trip("127.0.0.53", ftp_in, &format!("ftps-{i}.txt"));
+        assert_eq!(
+            said,
+            "ok",
+            "{}",
+            c.nodes.iter().map(|n| n.log()).collect::<String>()
+        );
+    }
+    for n in &c.nodes {
+        let up = n
+            .wait_audit(|r| r["action"] == "upload" && r["protocol"] == "ftp")
+            .unwrap_or_else(|| panic!("no FTPS upload reached this node\n{}", n.log()));
+        assert!(
+            up["remote"].as_str().unwrap().starts_with("127.0.0.53:"),
+            "{up}"
+        );
+    }
+    // The balancer's own address without a header is refused before the greeting.
+    {
+        use std::io::{Read, Write};
+        let (ip, port) = &c.ftp[0];
+        let mut s = std::net::TcpStream::connect((ip.as_str(), *port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = s.write_all(b"USER acme\r\n");
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got);
+        assert!(
+            !String::from_utf8_lossy(&got).contains("220"),
+            "a trusted peer without a PROXY header got a session: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        assert!(c.nodes[0].log().contains("ftp connection refused"));
     }
     // Node 2 dies mid-run: HAProxy takes it out; new sessions go to the other two.
     c.nodes[1].kill9();

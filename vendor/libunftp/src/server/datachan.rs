@@ -695,7 +695,13 @@ where
 /// session_arc: the user session that is also shared with the control channel.
 /// socket: the data socket we'll be working with.
 #[tracing_attributes::instrument(skip_all)] // gatehouse patch: skip_all (the session's Debug on every log line)
-pub async fn spawn_processing<Storage, User>(logger: slog::Logger, session_arc: SharedSession<Storage, User>, mut socket: TcpStream)
+pub async fn spawn_processing<Storage, User>(
+    logger: slog::Logger,
+    session_arc: SharedSession<Storage, User>,
+    mut socket: TcpStream,
+    // gatehouse patch: the data connection's client as a load balancer's PROXY header named it.
+    peer: Option<std::net::SocketAddr>,
+)
 where
     Storage: StorageBackend<User> + 'static,
     Storage::Metadata: Metadata,
@@ -707,7 +713,7 @@ where
     let command_executor = {
         let mut session = session_arc.lock().await;
 
-        match socket.peer_addr() {
+        match peer.map_or_else(|| socket.peer_addr(), Ok) {
             Ok(datachan_addr) => {
                 let controlchan_ip = session.source.ip();
                 if controlchan_ip != datachan_addr.ip() {

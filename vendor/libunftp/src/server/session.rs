@@ -117,6 +117,8 @@ where
     // gatehouse patch: cancels the passive listener of the previous PASV/EPSV when a new one is
     // asked for, so one session holds at most one passive port.
     pub pasv_cancel: Option<tokio::sync::oneshot::Sender<()>>,
+    // gatehouse patch: reads a load balancer's PROXY header on passive data connections too.
+    pub proxy_header: Option<crate::options::ProxyHook>,
     // gatehouse patch: QUIT arrived during a transfer; the session ends after its reply.
     pub quit_pending: bool,
     // gatehouse patch: a RETR/STOR/LIST... is running on the data connection (not just a data
@@ -183,6 +185,7 @@ where
             failed_logins: None,
             binder: None,
             pasv_cancel: None,
+            proxy_header: None,
             quit_pending: false,
             transferring: false,
             abort_ack: None,

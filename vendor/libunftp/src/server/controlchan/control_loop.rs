@@ -85,6 +85,8 @@ pub(crate) async fn spawn<Storage, User>(
     switchboard_msg_tx: Option<SwitchboardSender<Storage, User>>,
     mut shutdown: shutdown::Listener,
     failed_logins: Option<Arc<FailedLoginsCache>>,
+    // gatehouse patch: the client's address when a PROXY header named it (else the peer's).
+    client: Option<std::net::SocketAddr>,
 ) -> Result<JoinHandle<()>, ControlChanError>
 where
     User: UserDetail + 'static,
@@ -116,7 +118,11 @@ where
     let storage_features = storage.supported_features();
     let (control_msg_tx, mut control_msg_rx): (Sender<ControlChanMsg>, Receiver<ControlChanMsg>) = channel(1);
     let local_addr = tcp_stream.local_addr()?;
-    let mut session: Session<Storage, User> = Session::new(Arc::new(storage), tcp_stream.peer_addr()?)
+    let source = match client {
+        Some(c) => c,
+        None => tcp_stream.peer_addr()?,
+    };
+    let mut session: Session<Storage, User> = Session::new(Arc::new(storage), source)
         .ftps(ftps_config.clone())
         .metrics(collect_metrics)
         .control_msg_tx(control_msg_tx.clone())
@@ -125,6 +131,8 @@ where
     if let Some(b) = binder.lock().unwrap().take() {
         session = session.binder(b);
     }
+    // gatehouse patch: passive data connections read the balancer's header too.
+    session.proxy_header = hardening.proxy_header.clone().map(crate::options::ProxyHook);
 
     let mut logger = logger.new(
         slog::o!("trace-id" => format!("{}", session.trace_id), "source" => format!("{}", session.control_connection.map(|p| p.source).unwrap_or(session.source))),

@@ -61,41 +61,67 @@ where
                         #[cfg(not(unix))]
                         unimplemented!()
                     } else {
-                        // gatehouse patch: the embedder admits (and counts) each connection before
-                        // the control loop starts; its guard lives as long as the connection.
-                        let guard = match options.hardening.admission.as_ref() {
-                            None => None,
-                            Some(admit) => match admit(socket_addr) {
-                                Some(g) => Some(g),
-                                None => {
-                                    slog::warn!(logger, "Refused control connection from {:?} (admission)", socket_addr);
-                                    let mut s = tcp_stream;
-                                    tokio::spawn(async move {
-                                        use tokio::io::AsyncWriteExt;
-                                        let _ = tokio::time::timeout(
-                                            std::time::Duration::from_secs(2),
-                                            s.write_all(b"421 Too many connections from your address, try again later\r\n"),
-                                        )
-                                        .await;
-                                    });
-                                    continue;
+                        // gatehouse patch: a load balancer's PROXY header (read on the
+                        // connection's own task, so a slow one holds up no other), then the
+                        // embedder admits (and counts) the connection by the client's address
+                        // before the control loop starts; its guard lives as long as the
+                        // connection.
+                        let admission = options.hardening.admission.clone();
+                        let proxy = options.hardening.proxy_header.clone();
+                        let spawn_it = proxy.is_some();
+                        let config: controlchan::LoopConfig<Storage, User> = (&options).into();
+                        let logger = logger.clone();
+                        let failed_logins = failed_logins.clone();
+                        let conn = async move {
+                            let (tcp_stream, client) = match proxy {
+                                None => (tcp_stream, None),
+                                Some(read) => match read(tcp_stream, socket_addr).await {
+                                    Ok((s, c)) => (s, Some(c)),
+                                    Err(why) => {
+                                        slog::warn!(logger, "Refused control connection from {:?}: {}", socket_addr, why);
+                                        return;
+                                    }
+                                },
+                            };
+                            let who = client.unwrap_or(socket_addr);
+                            let guard = match admission.as_ref() {
+                                None => None,
+                                Some(admit) => match admit(who) {
+                                    Some(g) => Some(g),
+                                    None => {
+                                        slog::warn!(logger, "Refused control connection from {:?} (admission)", who);
+                                        let mut s = tcp_stream;
+                                        tokio::spawn(async move {
+                                            use tokio::io::AsyncWriteExt;
+                                            let _ = tokio::time::timeout(
+                                                std::time::Duration::from_secs(2),
+                                                s.write_all(b"421 Too many connections from your address, try again later\r\n"),
+                                            )
+                                            .await;
+                                        });
+                                        return;
+                                    }
+                                },
+                            };
+                            let result = controlchan::spawn_loop::<Storage, User>(config, tcp_stream, None, None, shutdown_listener, failed_logins, client).await;
+                            match result {
+                                Err(err) => {
+                                    slog::error!(logger, "Could not spawn control channel loop for connection from {:?}: {:?}", who, err);
                                 }
-                            },
+                                Ok(jh) => {
+                                    if let Some(g) = guard {
+                                        tokio::spawn(async move {
+                                            let _ = jh.await;
+                                            drop(g);
+                                        });
+                                    }
+                                }
+                            }
                         };
-                        let result =
-                            controlchan::spawn_loop::<Storage, User>((&options).into(), tcp_stream, None, None, shutdown_listener, failed_logins.clone()).await;
-                        match result {
-                            Err(err) => {
-                                slog::error!(logger, "Could not spawn control channel loop for connection from {:?}: {:?}", socket_addr, err);
-                            }
-                            Ok(jh) => {
-                                if let Some(g) = guard {
-                                    tokio::spawn(async move {
-                                        let _ = jh.await;
-                                        drop(g);
-                                    });
-                                }
-                            }
+                        if spawn_it {
+                            tokio::spawn(conn);
+                        } else {
+                            conn.await;
                         }
                     }
                 }

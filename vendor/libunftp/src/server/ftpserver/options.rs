@@ -354,6 +354,30 @@ pub enum ActivePassiveMode {
 /// admits it and the guard is held until the connection ends; `None` answers `421` and closes.
 pub type ConnectionAdmission = Arc<dyn Fn(std::net::SocketAddr) -> Option<Box<dyn std::any::Any + Send + Sync>> + Send + Sync>;
 
+/// gatehouse patch: reads the PROXY protocol header that a load balancer in front sends, from
+/// the peers the embedder trusts to send one, on control and passive data connections alike.
+/// Given the accepted stream and its peer, it returns the stream positioned after the header
+/// and the client's address (the peer's own for peers that send none), or why the connection
+/// is refused (it is closed).
+pub type ProxyHeaderReader = Arc<
+    dyn Fn(
+            tokio::net::TcpStream,
+            std::net::SocketAddr,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(tokio::net::TcpStream, std::net::SocketAddr), String>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// gatehouse patch: a [`ProxyHeaderReader`] held by a session (which derives `Debug`).
+#[derive(Clone)]
+pub struct ProxyHook(pub ProxyHeaderReader);
+
+impl Debug for ProxyHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProxyHook")
+    }
+}
+
 /// gatehouse patch: bounds that a hostile client cannot stretch.
 #[derive(Clone)]
 pub struct Hardening {
@@ -366,6 +390,9 @@ pub struct Hardening {
     pub tls_handshake_timeout: std::time::Duration,
     /// Called for every accepted control connection (legacy listener mode).
     pub admission: Option<ConnectionAdmission>,
+    /// PROXY protocol headers from load balancers (legacy listener mode): the client address
+    /// it gives is the session's source (logins, the data connection check, logs).
+    pub proxy_header: Option<ProxyHeaderReader>,
 }
 
 impl Default for Hardening {
@@ -375,6 +402,7 @@ impl Default for Hardening {
             login_timeout: std::time::Duration::from_secs(60),
             tls_handshake_timeout: std::time::Duration::from_secs(10),
             admission: None,
+            proxy_header: None,
         }
     }
 }

@@ -136,7 +136,25 @@ where
                 }
             };
             match r {
-                Ok(Ok((socket, _socket_addr))) => datachan::spawn_processing(args.logger, args.session, socket).await,
+                Ok(Ok((socket, socket_addr))) => {
+                    // gatehouse patch: behind a load balancer the data connection comes from
+                    // the balancer; its PROXY header names the client that the IP check compares.
+                    let hook = args.session.lock().await.proxy_header.clone();
+                    match hook {
+                        None => datachan::spawn_processing(args.logger, args.session, socket, None).await,
+                        Some(read) => match tokio::time::timeout(Duration::from_secs(10), (read.0)(socket, socket_addr)).await {
+                            Ok(Ok((socket, client))) => datachan::spawn_processing(args.logger, args.session, socket, Some(client)).await,
+                            Ok(Err(why)) => {
+                                slog::warn!(args.logger, "Data connection from {} refused: {}", socket_addr, why);
+                                args.session.lock().await.transferring = false;
+                            }
+                            Err(_) => {
+                                slog::warn!(args.logger, "Data connection from {} sent no PROXY header in time", socket_addr);
+                                args.session.lock().await.transferring = false;
+                            }
+                        },
+                    }
+                }
                 Ok(Err(e)) => {
                     slog::error!(args.logger, "Error waiting for data connection: {}", e);
                     // gatehouse patch: a command queued for this connection never runs.

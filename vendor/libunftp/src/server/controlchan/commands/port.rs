@@ -106,7 +106,7 @@ where
         };
 
         self.setup_inter_loop_comms(session.clone(), tx).await;
-        datachan::spawn_processing(logger, session, stream).await;
+        datachan::spawn_processing(logger, session, stream, None).await; // gatehouse patch: peer (patch 43)
 
         Ok(Reply::new(ReplyCode::CommandOkay, "PORT command successful"))
     }
