@@ -106,9 +106,9 @@ impl Core {
         let mut result = identity.login(creds, protocol, remote.ip()).await;
         let mut slot = None;
         if interactive && let Ok((principal, _)) = &result {
-            match self.user_sessions.try_acquire(principal.name().to_string()) {
-                Some(s) => slot = Some(std::sync::Arc::new(s)),
-                None => result = Err(AuthError::TooManySessions.into()),
+            match self.session_slot(principal.name()).await {
+                Ok(s) => slot = Some(std::sync::Arc::new(s)),
+                Err(e) => result = Err(e.into()),
             }
         }
         let outcome = if result.is_ok() { "ok" } else { "denied" };
@@ -149,6 +149,30 @@ impl Core {
                 Err(LoginError::Refused(error))
             }
         }
+    }
+
+    /// One of `user`'s `max_sessions_per_user` slots: on this node, and over the cluster when
+    /// it shares a store (whose `on_store_error` decides while it is down).
+    async fn session_slot(&self, user: &str) -> Result<crate::limits::SessionSlot, AuthError> {
+        let local = self
+            .user_sessions
+            .try_acquire(user.to_string())
+            .ok_or(AuthError::TooManySessions)?;
+        let max = self.config.config.limits.max_sessions_per_user;
+        let shared = match &self.cluster {
+            Some(store) if max > 0 => match store.user_session(user, max).await {
+                Ok(Some(lease)) => Some(lease),
+                Ok(None) => return Err(AuthError::TooManySessions),
+                Err(_) => match store.on_error() {
+                    crate::config::StoreErrorMode::Closed => {
+                        return Err(AuthError::StoreUnavailable);
+                    }
+                    _ => None,
+                },
+            },
+            _ => None,
+        };
+        Ok(crate::limits::SessionSlot::new(local, shared))
     }
 
     /// Writes the summary of refused logins counted but not recorded since the last call.

@@ -134,6 +134,24 @@ impl<K: Hash + Eq + Clone> Drop for KeyedGuard<K> {
     }
 }
 
+/// One of a user's `max_sessions_per_user` slots: this node's count, and in the multi-node
+/// mode the cluster's lease too. Dropping it frees both.
+#[derive(Debug)]
+pub struct SessionSlot {
+    _local: KeyedGuard<String>,
+    _shared: Option<crate::cluster::Lease>,
+}
+
+impl SessionSlot {
+    /// A slot from this node's count and, when given, the cluster's.
+    pub fn new(local: KeyedGuard<String>, shared: Option<crate::cluster::Lease>) -> Self {
+        Self {
+            _local: local,
+            _shared: shared,
+        }
+    }
+}
+
 /// Connections per source address key (see `identity::ban::addr_key`).
 pub type AddrLimiter = KeyedLimiter<IpAddr>;
 /// Sessions per user name.

@@ -144,13 +144,15 @@ pub async fn build_core(cfg: ValidConfig) -> Result<(Arc<Core>, Option<String>),
             tracing::warn!(user = %u.name, home = %u.home, error = %e, "cannot create the user's home directory");
         }
     }
-    let cluster = match crate::cluster::StoreSettings::from_config(cfg.config.cluster.as_ref()) {
-        Some(s) => Some(
-            crate::cluster::SharedStore::start(&s, audit.clone(), shutdown.token.clone())
-                .map_err(|e| ServeError::Listener(format!("cluster.redis: {e}")))?,
-        ),
-        None => None,
-    };
+    let node = node_name(&cfg);
+    let cluster =
+        match crate::cluster::StoreSettings::from_config(cfg.config.cluster.as_ref(), &node) {
+            Some(s) => Some(
+                crate::cluster::SharedStore::start(&s, audit.clone(), shutdown.token.clone())
+                    .map_err(|e| ServeError::Listener(format!("cluster.redis: {e}")))?,
+            ),
+            None => None,
+        };
     let identity = Identity::new(&cfg, cluster.clone());
     let index = match crate::audit::index::AuditIndex::start(
         crate::audit::index::path_in(state_dir),

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::identity::{Principal, Protocol};
-use crate::limits::KeyedGuard;
+use crate::limits::SessionSlot;
 
 /// One authenticated connection (SFTP/FTP) or request (HTTP).
 #[derive(Debug, Clone)]
@@ -20,7 +20,7 @@ pub struct Session {
     pub principal: Principal,
     /// The user's session slot (`max_sessions_per_user`), held by SFTP and FTP sessions until
     /// the last clone is dropped; HTTP requests hold none.
-    pub slot: Option<Arc<KeyedGuard<String>>>,
+    pub slot: Option<Arc<SessionSlot>>,
     /// The session's entry in the live sessions (SFTP and FTP sessions; HTTP requests have none).
     pub live: Option<Arc<crate::live::LiveEntry>>,
 }

@@ -8,6 +8,7 @@
 //! logged, audited (`config` record), and shown by the `gatehouse_cluster_store_up` gauge and
 //! `/readyz`.
 
+mod lease;
 mod scripts;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use crate::audit::{AuditAction, AuditEvent, AuditLog, Outcome};
 use crate::config::{ClusterConfig, StoreErrorMode};
 
+pub use lease::Lease;
 pub use scripts::{LoginKeys, LoginLimits, Reserve};
 
 /// How often a down store is probed.
@@ -47,16 +49,19 @@ pub struct StoreSettings {
     pub on_error: StoreErrorMode,
     /// Bound on each call.
     pub timeout: Duration,
+    /// This node's name (in its session leases).
+    pub node: String,
 }
 
 impl StoreSettings {
     /// The settings of `[cluster]`, if it names a Redis server.
-    pub fn from_config(c: Option<&ClusterConfig>) -> Option<Self> {
+    pub fn from_config(c: Option<&ClusterConfig>, node: &str) -> Option<Self> {
         let c = c?;
         Some(Self {
             url: c.redis.clone()?,
             on_error: c.on_store_error,
             timeout: Duration::from_millis(c.timeout_ms),
+            node: node.to_string(),
         })
     }
 }
@@ -69,6 +74,8 @@ pub struct SharedStore {
     up: AtomicBool,
     audit: AuditLog,
     scripts: scripts::Scripts,
+    node: String,
+    held: lease::Held,
 }
 
 impl std::fmt::Debug for SharedStore {
@@ -103,6 +110,8 @@ impl SharedStore {
             up: AtomicBool::new(true),
             audit,
             scripts: scripts::Scripts::new(),
+            node: s.node.clone(),
+            held: lease::Held::default(),
         });
         metrics::gauge!("gatehouse_cluster_store_up").set(1.0);
         tokio::spawn(store.clone().probe_loop(stop));
@@ -120,7 +129,13 @@ impl SharedStore {
     }
 
     async fn probe_loop(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
+        let mut since_renewal = Duration::ZERO;
         loop {
+            if since_renewal >= lease::RENEW_EVERY {
+                since_renewal = Duration::ZERO;
+                self.renew_leases().await;
+            }
+            since_renewal += PROBE_EVERY;
             let mut conn = self.conn.clone();
             let cmd = redis::cmd("PING");
             let ping = cmd.query_async::<String>(&mut conn);

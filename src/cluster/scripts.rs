@@ -105,6 +105,9 @@ pub(super) struct Scripts {
     fail: redis::Script,
     end: redis::Script,
     pttl: redis::Script,
+    pub(super) acquire: redis::Script,
+    pub(super) renew: redis::Script,
+    pub(super) release: redis::Script,
 }
 
 impl Scripts {
@@ -115,6 +118,9 @@ impl Scripts {
             fail: redis::Script::new(&format!("{LOGIN_PRELUDE}{FAIL}")),
             end: redis::Script::new(&format!("{LOGIN_PRELUDE}{END}")),
             pttl: redis::Script::new("return redis.call('PTTL', KEYS[1])"),
+            acquire: redis::Script::new(super::lease::ACQUIRE),
+            renew: redis::Script::new(super::lease::RENEW),
+            release: redis::Script::new(super::lease::RELEASE),
         }
     }
 }

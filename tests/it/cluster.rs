@@ -76,6 +76,7 @@ fsync = "batch"
 
 [limits]
 login_failures = { max = 3, window_secs = 300, ban_secs = 900, account_max = 3 }
+max_sessions_per_user = {sessions}
 refused_login_records_per_sec = 1000
 
 [sftp]
@@ -142,6 +143,11 @@ struct Cluster {
 }
 
 fn cluster(modes: [&str; 3], rate: u32, burst: u32) -> Cluster {
+    cluster_with(modes, rate, burst, 0)
+}
+
+/// [`cluster`] with `max_sessions_per_user = sessions` (0: no cap).
+fn cluster_with(modes: [&str; 3], rate: u32, burst: u32, sessions: usize) -> Cluster {
     let redis = Redis::start();
     let upstream = Upstream::start("u");
     let data = tempfile::tempdir().unwrap();
@@ -161,7 +167,8 @@ fn cluster(modes: [&str; 3], rate: u32, burst: u32) -> Cluster {
                     .replace("{data}", &data.path().display().to_string())
                     .replace("{upstream}", &upstream.url())
                     .replace("{rate}", &rate.to_string())
-                    .replace("{burst}", &burst.to_string()),
+                    .replace("{burst}", &burst.to_string())
+                    .replace("{sessions}", &sessions.to_string()),
             )
         })
         .collect();
@@ -618,5 +625,74 @@ fn through_the_balancer_every_node_records_the_real_client_and_a_lost_node_loses
                 .any(|r| r["action"] == "upload" && r["path"] == path.as_str())),
             "{name} has no upload record"
         );
+    }
+}
+
+/// A paramiko process holding a session; killed (by PID) when dropped.
+struct HeldSession(Child);
+
+impl Drop for HeldSession {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// An SFTP session held open by paramiko from `from` until it is dropped.
+fn hold_sftp(from: &str, port: u16) -> HeldSession {
+    use std::io::BufRead;
+    let script = r#"
+import socket, sys, time, paramiko
+src, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket(); s.settimeout(20); s.bind((src, 0)); s.connect(("127.0.0.1", port))
+t = paramiko.Transport(s); t.connect(username="acme", password="secret")
+paramiko.SFTPClient.from_transport(t).listdir(".")
+print("in", flush=True)
+time.sleep(120)
+"#;
+    let mut child = Command::new(python())
+        .args(["-c", script, from, &port.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let _ = std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
+    let held = HeldSession(child);
+    assert_eq!(line.trim(), "in", "the held session did not log in");
+    held
+}
+
+#[test]
+fn a_users_session_cap_holds_over_the_nodes() {
+    let c = cluster_with(["local", "local", "local"], 100, 100, 2);
+    let first = hold_sftp("127.0.0.71", c.nodes[0].sftp);
+    let _second = hold_sftp("127.0.0.72", c.nodes[1].sftp);
+    // Two sessions open on nodes 1 and 2: the cap (2) refuses a third on node 3, any door.
+    let said = paramiko_as("127.0.0.73", c.nodes[2].sftp, "x.txt", "acme", "secret");
+    assert!(said.starts_with("refused"), "sftp on node 3: {said}");
+    let said = ftp_login("127.0.0.73", &c.ftp[2], "acme", "secret");
+    assert!(said.starts_with("refused"), "ftp on node 3: {said}");
+    c.nodes[2]
+        .wait_audit(|r| {
+            r["action"] == "login"
+                && r["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("too many sessions"))
+        })
+        .expect("the refusal is recorded");
+    // One ends: its lease is released and node 3 admits a session again.
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let said = ftp_login("127.0.0.73", &c.ftp[2], "acme", "secret");
+        if said.starts_with("ok") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the ended session's slot was never released: {said}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
