@@ -696,3 +696,73 @@ fn a_users_session_cap_holds_over_the_nodes() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+fn healthz_sha(n: &Gateway) -> String {
+    let (_, body) = crate::http_files::curl(&[&n.url("/healthz")]);
+    serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default()["config_sha256"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+#[test]
+fn sighup_with_a_changed_config_takes_effect_on_every_node_and_a_broken_one_on_none() {
+    let c = cluster(["local", "local", "local"], 100, 100);
+    let hup = |n: &Gateway| {
+        assert!(
+            Command::new("kill")
+                .args(["-HUP", &n.pid().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    // The same change everywhere: a new user, dave.
+    let mut wanted = Vec::new();
+    for (i, n) in c.nodes.iter().enumerate() {
+        let mut text = std::fs::read_to_string(&n.config_path).unwrap();
+        text.push_str(&format!(
+            "\n[[users]]\nname = \"dave\"\npassword_hash = \"{}\"\nhome = \"/dave\"\npermissions = [ {{ path = \"/\", allow = [\"list\", \"read\"] }} ]\n",
+            crate::harness::SECRET_HASH
+        ));
+        std::fs::write(&n.config_path, &text).unwrap();
+        wanted.push(sha256_hex(&text));
+        // One refusal per address (three from one address would ban it on every node).
+        let from = format!("127.0.0.{}", 81 + i);
+        let (code, _) = curl_from(&from, &n.url("/v1/files/"), Some("dave:secret"));
+        assert_eq!(code, 401, "dave is unknown before the reload");
+        hup(n);
+    }
+    for (n, sha) in c.nodes.iter().zip(&wanted) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while healthz_sha(n) != *sha {
+            assert!(Instant::now() < deadline, "no reload: {}", n.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let (code, _) = curl_from("127.0.0.91", &n.url("/v1/files/"), Some("dave:secret"));
+        assert_eq!(code, 200, "dave after the reload");
+    }
+    // A broken config: refused on every node, the running one stays.
+    for n in &c.nodes {
+        std::fs::write(&n.config_path, "[gateway\nstate_dir = 1\n").unwrap();
+        hup(n);
+    }
+    for (n, sha) in c.nodes.iter().zip(&wanted) {
+        n.wait_audit(|r| {
+            r["action"] == "config"
+                && r["outcome"] == "error"
+                && r["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("reload refused"))
+        })
+        .expect("the refused reload is recorded");
+        assert_eq!(healthz_sha(n), *sha, "the running config stays");
+        let (code, _) = curl_from("127.0.0.91", &n.url("/v1/files/"), Some("dave:secret"));
+        assert_eq!(code, 200);
+    }
+}
