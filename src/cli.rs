@@ -133,6 +133,13 @@ pub enum AuditCommand {
         /// JSON Lines output (the stored records, verbatim).
         #[arg(long)]
         json: bool,
+        /// Read the log shipped to this backend of [backends] ([audit.ship] prefix) instead of
+        /// the local files: every node's, or --node's. (`--remote` filters by client address.)
+        #[arg(long, value_name = "BACKEND")]
+        shipped: Option<String>,
+        /// With --shipped: only this node's shipped log.
+        #[arg(long, value_name = "NODE", requires = "shipped")]
+        node: Option<String>,
     },
     /// Rebuild the audit index (in the state directory) from the audit files, then swap it in.
     Reindex {

@@ -147,6 +147,52 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             source,
             filter,
             json,
+            shipped: Some(backend),
+            node,
+        }) => {
+            let cfg = load_config(source.config.as_deref())?;
+            let layout = gatehouse::ship::Layout::new(
+                cfg.config
+                    .audit
+                    .ship
+                    .as_ref()
+                    .map_or("audit/", |s| s.prefix.as_str()),
+            );
+            let store = gatehouse::serve::named_backend(&cfg, &backend)?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let nodes = match node {
+                Some(n) => vec![n],
+                None => rt.block_on(gatehouse::ship::verify::shipped_nodes(
+                    store.as_ref(),
+                    &layout,
+                ))?,
+            };
+            for n in nodes {
+                // Each node's files into a directory of their own, queried like local files.
+                let dir = std::env::temp_dir()
+                    .join(format!("gatehouse-query-{}-{n}", std::process::id()));
+                std::fs::create_dir_all(&dir)?;
+                let fetched = rt.block_on(gatehouse::ship::verify::fetch_node(
+                    store.as_ref(),
+                    &layout,
+                    &n,
+                    &dir,
+                ));
+                let result = fetched
+                    .map_err(anyhow::Error::from)
+                    .and_then(|_| run_query(&dir, None, &filter, json));
+                let _ = std::fs::remove_dir_all(&dir);
+                result.with_context(|| format!("node {n}"))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(AuditCommand::Query {
+            source,
+            filter,
+            json,
+            ..
         }) => {
             let (dir, state) = audit_dirs(&source)?;
             let db = state.map(|s| gatehouse::audit::index::path_in(&s));

@@ -71,6 +71,40 @@ async fn names(b: &dyn Backend, dir: &Key) -> Result<Vec<(String, bool)>, Storag
     Ok(out)
 }
 
+/// The nodes that shipped under `layout`.
+pub async fn shipped_nodes(
+    backend: &dyn Backend,
+    layout: &Layout,
+) -> Result<Vec<String>, StorageError> {
+    Ok(names(backend, &layout.root())
+        .await?
+        .into_iter()
+        .filter(|(_, dir)| *dir)
+        .map(|(n, _)| n)
+        .collect())
+}
+
+/// Copies `node`'s shipped audit files into `into` (for `audit query --remote`); returns how
+/// many.
+pub async fn fetch_node(
+    backend: &dyn Backend,
+    layout: &Layout,
+    node: &str,
+    into: &Path,
+) -> Result<usize, StorageError> {
+    let mut n = 0;
+    for (name, dir) in names(backend, &layout.key(node, "")).await? {
+        if dir || record::parse_file_name(&name).is_none() {
+            continue;
+        }
+        let bytes = read_all(backend, &layout.key(node, &name)).await?;
+        std::fs::write(into.join(&name), bytes)
+            .map_err(|e| StorageError::from_io(&e, into.join(&name).display()))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
 /// Verifies every node under `layout` on `backend` with `key`.
 pub async fn verify_remote(
     backend: &dyn Backend,

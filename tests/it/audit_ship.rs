@@ -168,6 +168,36 @@ fn three_nodes_ship_signed_chains_and_verify_remote_names_every_tampering() {
     );
     assert!(!ok && out.contains("signature does not verify"), "{out}");
 
+    // The shipped log reads like the local one: every node's uploads, with their node.
+    let out = run_with_timeout(
+        Command::new(bin())
+            .args([
+                "audit",
+                "query",
+                "--shipped",
+                "lake",
+                "--json",
+                "--action",
+                "upload",
+                "--config",
+            ])
+            .arg(&cfg1),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let records: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for node in ["gw-1", "gw-2", "gw-3"] {
+        assert!(
+            records
+                .iter()
+                .any(|r| r["node"] == node && r["action"] == "upload"),
+            "no shipped upload of {node}: {records:?}"
+        );
+    }
+
     let listing = s3(&bucket, &["list", "audit/"]);
     let objects: Vec<&str> = listing.lines().collect();
     let files_of = |node: &str| -> Vec<String> {
