@@ -593,6 +593,28 @@ fn through_the_balancer_every_node_records_the_real_client_and_a_lost_node_loses
             String::from_utf8_lossy(&got)
         );
         assert!(c.nodes[0].log().contains("ftp connection refused"));
+        // Anyone else claiming an address with a header is not believed: it is just a bad
+        // command line to FTP, and the claimed address appears nowhere.
+        let local = std::net::SocketAddr::from(([127, 0, 0, 9], 0));
+        let sock =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        sock.bind(&local.into()).unwrap();
+        let target: std::net::SocketAddr = format!("{ip}:{port}").parse().unwrap();
+        sock.connect(&target.into()).unwrap();
+        let mut s: std::net::TcpStream = sock.into();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.write_all(
+            b"PROXY TCP4 203.0.113.5 127.0.0.1 1111 21\r\nUSER acme\r\nPASS secret\r\nQUIT\r\n",
+        );
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got);
+        let got = String::from_utf8_lossy(&got);
+        assert!(got.starts_with("220"), "{got}");
+        assert!(!c.nodes[0].audit().iter().any(|r| {
+            r["remote"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("203.0.113.5"))
+        }));
     }
     // Node 2 dies mid-run: HAProxy takes it out; new sessions go to the other two.
     c.nodes[1].kill9();
