@@ -105,6 +105,7 @@ pub(super) struct Scripts {
     fail: redis::Script,
     end: redis::Script,
     pttl: redis::Script,
+    standing: redis::Script,
     pub(super) acquire: redis::Script,
     pub(super) renew: redis::Script,
     pub(super) release: redis::Script,
@@ -118,6 +119,10 @@ impl Scripts {
             fail: redis::Script::new(&format!("{LOGIN_PRELUDE}{FAIL}")),
             end: redis::Script::new(&format!("{LOGIN_PRELUDE}{END}")),
             pttl: redis::Script::new("return redis.call('PTTL', KEYS[1])"),
+            standing: redis::Script::new(
+                "if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end \
+                 if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 then return 3 end return 0",
+            ),
             acquire: redis::Script::new(super::lease::ACQUIRE),
             renew: redis::Script::new(super::lease::RENEW),
             release: redis::Script::new(super::lease::RELEASE),
@@ -261,6 +266,25 @@ impl SharedStore {
     ) -> Result<(), StoreError> {
         let inv = self.login_inv(&self.scripts.end, keys, id, u64::from(success), l);
         self.invoke::<i64>(inv).await.map(|_| ())
+    }
+
+    /// Whether the address is banned (`AddressBanned`) or the account locked (`AccountLocked`),
+    /// in one call.
+    pub async fn bans_standing(
+        &self,
+        addr_label: &str,
+        account: Option<&str>,
+    ) -> Result<Reserve, StoreError> {
+        let mut inv = self.scripts.standing.prepare_invoke();
+        inv.key(format!("gh:lf:a:{addr_label}:ban"));
+        if let Some(a) = account {
+            inv.key(format!("gh:lf:u:{a}:ban"));
+        }
+        Ok(match self.invoke::<i64>(inv).await? {
+            1 => Reserve::AddressBanned,
+            3 => Reserve::AccountLocked,
+            _ => Reserve::Ok,
+        })
     }
 
     /// The remaining ban of an address label, if it is banned.

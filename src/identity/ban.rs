@@ -247,6 +247,34 @@ impl BanList {
         self.addrs.banned(&key, Instant::now())
     }
 
+    /// Whether `ip` is banned or `account`'s password logins are locked (for an attempt that
+    /// needs no reservation: a password that verified moments ago).
+    pub async fn standing(&self, ip: IpAddr, account: Option<&str>) -> Result<(), Refused> {
+        let key = addr_key(ip);
+        if let Some(s) = &self.shared {
+            match s.bans_standing(&addr_label(key), account).await {
+                Ok(Reserve::Ok) => return Ok(()),
+                Ok(Reserve::AccountLocked) => return Err(Refused::AccountLocked),
+                Ok(_) => return Err(Refused::AddressBanned),
+                Err(_) => match s.on_error() {
+                    StoreErrorMode::Local => {}
+                    StoreErrorMode::Open => return Ok(()),
+                    StoreErrorMode::Closed => return Err(Refused::StoreUnavailable),
+                },
+            }
+        }
+        let now = Instant::now();
+        if self.addrs.banned(&key, now).is_some() {
+            return Err(Refused::AddressBanned);
+        }
+        if let Some(a) = account
+            && self.accounts.banned(&a.to_string(), now).is_some()
+        {
+            return Err(Refused::AccountLocked);
+        }
+        Ok(())
+    }
+
     /// Reserves one attempt from `ip`, and for `account` when the attempt is a password login
     /// to an existing account. Resolve it with [`Attempt::succeeded`] or [`Attempt::failed`];
     /// dropping it unresolved (cancelled, or the verifier was busy) releases it uncounted.

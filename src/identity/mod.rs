@@ -251,6 +251,26 @@ struct Account {
     protocols: Option<Vec<Protocol>>,
 }
 
+/// The account's `allowed_ips` and `protocols`, once its credentials checked out.
+fn admit(
+    account: &Account,
+    key_name: Option<String>,
+    ip: IpAddr,
+    protocol: Protocol,
+) -> Result<(Principal, Option<String>), AuthError> {
+    if let Some(nets) = &account.allowed_ips
+        && !nets.iter().any(|n| n.contains(&ip))
+    {
+        return Err(AuthError::IpNotAllowed);
+    }
+    if let Some(protos) = &account.protocols
+        && !protos.contains(&protocol)
+    {
+        return Err(AuthError::ProtocolNotAllowed);
+    }
+    Ok((account.principal.clone(), key_name))
+}
+
 /// How long a verified password is remembered. HTTP Basic sends the password with every
 /// request, and argon2 is deliberately slow: without this, each request would cost tens of ms.
 const VERIFIED_TTL: std::time::Duration = std::time::Duration::from_secs(120);
@@ -389,25 +409,30 @@ impl Identity {
             Credentials::Password { user, .. } if self.accounts.contains_key(*user) => Some(*user),
             _ => None,
         };
-        let attempt = self.bans.reserve(ip, account).await.map_err(|r| match r {
+        let refused = |r| match r {
             Refused::AddressBanned => AuthError::Banned,
             Refused::AccountLocked => AuthError::AccountLocked,
             Refused::TooManyInFlight => AuthError::TooManyAttempts,
             Refused::StoreUnavailable => AuthError::StoreUnavailable,
-        })?;
-        let result = self.check(creds, ip).await.and_then(|(account, key_name)| {
-            if let Some(nets) = &account.allowed_ips
-                && !nets.iter().any(|n| n.contains(&ip))
+        };
+        // A password that verified moments ago is no guess: nothing to reserve or count, only a
+        // ban or lock stops it (one store call instead of two on every HTTP Basic request). If
+        // it is refused for another reason, it goes the counted way below.
+        if self.password_cached(creds) {
+            self.bans.standing(ip, account).await.map_err(refused)?;
+            if let Ok(ok) = self
+                .check(creds, ip)
+                .await
+                .and_then(|(a, k)| admit(a, k, ip, protocol))
             {
-                return Err(AuthError::IpNotAllowed);
+                return Ok(ok);
             }
-            if let Some(protos) = &account.protocols
-                && !protos.contains(&protocol)
-            {
-                return Err(AuthError::ProtocolNotAllowed);
-            }
-            Ok((account.principal.clone(), key_name))
-        });
+        }
+        let attempt = self.bans.reserve(ip, account).await.map_err(refused)?;
+        let result = self
+            .check(creds, ip)
+            .await
+            .and_then(|(a, k)| admit(a, k, ip, protocol));
         match result {
             Ok(ok) => {
                 attempt.succeeded().await;
@@ -429,6 +454,21 @@ impl Identity {
                 }
                 Err(Refusal { error, started })
             }
+        }
+    }
+
+    /// Whether `creds` are a password of an existing account that verified recently.
+    fn password_cached(&self, creds: &Credentials<'_>) -> bool {
+        match creds {
+            Credentials::Password { user, password } => {
+                self.accounts
+                    .get(*user)
+                    .is_some_and(|a| a.password_hash.is_some())
+                    && self
+                        .verified
+                        .contains_key(&self.verified_key(user, password.expose()))
+            }
+            _ => false,
         }
     }
 
