@@ -118,6 +118,10 @@ pub enum AuditCommand {
         /// default: the key of [audit.ship] signing_key.
         #[arg(long, value_name = "KEY", requires = "remote")]
         pubkey: Option<String>,
+        /// With --remote: only this node (nodes signing with keys of their own are verified
+        /// one at a time, each with its --pubkey).
+        #[arg(long, value_name = "NODE", requires = "remote")]
+        node: Option<String>,
     },
     /// Print the public key that verifies this node's shipped checkpoints ([audit.ship]).
     Pubkey {

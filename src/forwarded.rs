@@ -7,8 +7,10 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-/// Whether `ip` is one of the trusted proxies.
+/// Whether `ip` is one of the trusted proxies (an IPv4-mapped IPv6 address, as a dual-stack
+/// listener sees IPv4 peers, counts as its IPv4 address).
 pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
+    let ip = ip.to_canonical();
     trusted.iter().any(|n| n.contains(&ip))
 }
 
@@ -51,6 +53,16 @@ fn parse_hop(s: &str) -> Option<IpAddr> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn mapped_ipv4_peers_match_ipv4_lists() {
+        let nets: Vec<ipnet::IpNet> = vec!["10.0.0.2/32".parse().unwrap()];
+        assert!(super::is_trusted("::ffff:10.0.0.2".parse().unwrap(), &nets));
+        assert!(!super::is_trusted(
+            "::ffff:10.0.0.3".parse().unwrap(),
+            &nets
+        ));
+    }
+
     use super::*;
 
     fn nets(v: &[&str]) -> Vec<IpNet> {

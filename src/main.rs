@@ -107,7 +107,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             source,
             remote: Some(backend),
             pubkey,
-        }) => verify_remote(&source, &backend, pubkey.as_deref()),
+            node,
+        }) => verify_remote(&source, &backend, pubkey.as_deref(), node.as_deref()),
         Command::Audit(AuditCommand::Pubkey { config }) => {
             let cfg = load_config(config.config.as_deref())?;
             let ship = cfg
@@ -220,6 +221,7 @@ fn verify_remote(
     source: &gatehouse::cli::AuditSource,
     backend: &str,
     pubkey: Option<&str>,
+    only: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
     use gatehouse::ship::{self, checkpoint, verify};
     let cfg = load_config(source.config.as_deref())?;
@@ -247,7 +249,10 @@ fn verify_remote(
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let reports = rt.block_on(verify::verify_remote(store.as_ref(), &layout, &key, local))?;
+    let mut reports = rt.block_on(verify::verify_remote(store.as_ref(), &layout, &key, local))?;
+    if let Some(n) = only {
+        reports.retain(|r| r.node == n);
+    }
     if reports.is_empty() {
         println!("FAILED: nothing shipped under {backend}:{}", layout.root());
         return Ok(ExitCode::FAILURE);

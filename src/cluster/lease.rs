@@ -67,7 +67,7 @@ impl Drop for Lease {
                 let mut inv = store.scripts.release.key(&key);
                 inv.arg(&member);
                 // A lost release only counts until the lease runs out.
-                let _ = store.invoke::<i64>(inv).await;
+                store.invoke_release(inv).await;
             });
         }
     }

@@ -136,12 +136,22 @@ impl SharedStore {
                 self.renew_leases().await;
             }
             since_renewal += PROBE_EVERY;
+            // A write, as the decisions make (a replica or a full Redis answers PING but
+            // refuses them); it counts as up only when as fast as a decision must be, so a
+            // Redis hovering around timeout_ms does not flap the mode every second.
             let mut conn = self.conn.clone();
-            let cmd = redis::cmd("PING");
-            let ping = cmd.query_async::<String>(&mut conn);
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(format!("gh:probe:{}", self.node))
+                .arg(1)
+                .arg("PX")
+                .arg(5000);
+            let started = std::time::Instant::now();
+            let probe = cmd.query_async::<redis::Value>(&mut conn);
             let bound = self.timeout.max(Duration::from_millis(250));
-            match tokio::time::timeout(bound, ping).await {
-                Ok(Ok(_)) => self.mark(true, None),
+            match tokio::time::timeout(bound, probe).await {
+                Ok(Ok(_)) if started.elapsed() <= self.timeout => self.mark(true, None),
+                // Slow but answering: no switch either way (a slow call marks it down).
+                Ok(Ok(_)) => {}
                 Ok(Err(e)) => self.mark(false, Some(e.to_string())),
                 Err(_) => self.mark(
                     false,
@@ -180,6 +190,15 @@ impl SharedStore {
                 tracing::error!(error = %e, "could not record the cluster store switch");
             }
         });
+    }
+
+    /// Runs a release (of a lease or a reservation) even while the store is marked down: it
+    /// is off the request path, and one that gets through spares the slot its lease time. Its
+    /// failure does not change the store's health.
+    async fn invoke_release(&self, inv: redis::ScriptInvocation<'_>) {
+        let mut conn = self.conn.clone();
+        let bound = self.timeout.max(Duration::from_millis(250));
+        let _ = tokio::time::timeout(bound, inv.invoke_async::<redis::Value>(&mut conn)).await;
     }
 
     /// Runs one script invocation, bounded by `timeout_ms`; skipped at once while down.

@@ -265,7 +265,8 @@ impl SharedStore {
         success: bool,
     ) -> Result<(), StoreError> {
         let inv = self.login_inv(&self.scripts.end, keys, id, u64::from(success), l);
-        self.invoke::<i64>(inv).await.map(|_| ())
+        self.invoke_release(inv).await;
+        Ok(())
     }
 
     /// Whether the address is banned (`AddressBanned`) or the account locked (`AccountLocked`),

@@ -141,14 +141,17 @@ impl<K: Hash + Eq + Clone> Table<K> {
         }
     }
 
-    /// Turns a reservation into a failure; returns the ban length if this failure started one.
-    fn fail(&self, key: &K, now: Instant, ban: Duration) -> Option<Duration> {
+    /// Turns a reservation into a failure (`reserved`: the attempt holds one here); returns the
+    /// ban length if this failure started one.
+    fn fail(&self, key: &K, now: Instant, ban: Duration, reserved: bool) -> Option<Duration> {
         if self.max == 0 {
             return None;
         }
         let mut map = self.lock();
         let c = map.entry(key.clone()).or_default();
-        c.pending = c.pending.saturating_sub(1);
+        if reserved {
+            c.pending = c.pending.saturating_sub(1);
+        }
         c.failures.push_back(now);
         if c.failures.len() >= self.max as usize && c.banned(now).is_none() {
             c.failures.clear();
@@ -407,14 +410,21 @@ impl Attempt<'_> {
         self.failed_local(Instant::now())
     }
 
+    /// Counts the failure in the local tables (the fallback of a shared attempt too, which
+    /// holds no local reservation).
     fn failed_local(&mut self, now: Instant) -> Vec<BanStarted> {
         self.done = true;
+        let reserved = matches!(self.kept, Kept::Local);
         let mut started = Vec::new();
-        if let Some(d) = self.list.addrs.fail(&self.addr, now, self.list.ban) {
+        if let Some(d) = self
+            .list
+            .addrs
+            .fail(&self.addr, now, self.list.ban, reserved)
+        {
             started.push(BanStarted::Address(self.addr, d));
         }
         if let Some(a) = &self.account
-            && let Some(d) = self.list.accounts.fail(a, now, self.list.ban)
+            && let Some(d) = self.list.accounts.fail(a, now, self.list.ban, reserved)
         {
             started.push(BanStarted::Account(a.clone(), d));
         }

@@ -19,7 +19,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncReadExt;
 
 use crate::audit::{AuditAction, AuditEvent, AuditLog, Outcome, record};
 use crate::vfs::backend::{Backend, CommitMode, Key, StageMode, StorageError, StorageErrorKind};
@@ -166,8 +165,13 @@ impl Shipper {
 
     /// Rotates and ships what is complete; returns the checkpoint written, if any.
     pub async fn ship_once(&self) -> Result<Option<u64>, ShipError> {
+        let mut st = self.recover(ShipState::load(&self.state_dir)?).await?;
+        // Nothing since the last shipment but its own record: no new file, no checkpoint.
+        let written = *self.audit.written().borrow();
+        if st.checkpoint > 0 && written <= st.last_seq + 1 {
+            return Ok(None);
+        }
         let newest = self.audit.rotate().await?;
-        let mut st = ShipState::load(&self.state_dir)?;
         let dir = self.audit.dir().to_path_buf();
         let files = record::list_files(&dir)
             .map_err(|e| ShipError::Local(format!("{}: {e}", dir.display())))?;
@@ -183,8 +187,9 @@ impl Shipper {
         let mut first_prev = None;
         let mut last = None;
         for (_, path) in &todo {
-            let info = scan::scan(path.clone()).await?;
-            let Some(info) = info else { continue };
+            let Some((info, content)) = scan::scan(path.clone()).await? else {
+                continue;
+            };
             let expect = last
                 .as_ref()
                 .map(|(_, h): &(u64, String)| h.clone())
@@ -197,7 +202,7 @@ impl Shipper {
                     info.file.name
                 )));
             }
-            self.upload(path, &info.file.name, &info.file.sha256)
+            self.upload(content, &info.file.name, &info.file.sha256)
                 .await?;
             first_prev.get_or_insert(info.first_prev.clone());
             last = Some((info.file.last_seq, info.last_hash.clone()));
@@ -247,6 +252,39 @@ impl Shipper {
         Ok(Some(number))
     }
 
+    /// The local state, caught up with the backend: a checkpoint written there after the last
+    /// saved state (a crash between the two, or a lost state directory) is taken over when it
+    /// is this node's, signed with this key; otherwise shipping stops and says why.
+    async fn recover(&self, mut st: ShipState) -> Result<ShipState, ShipError> {
+        let Some((number, signed)) =
+            verify::latest_checkpoint(self.backend.as_ref(), &self.layout, &self.node).await?
+        else {
+            return Ok(st);
+        };
+        if number <= st.checkpoint {
+            return Ok(st);
+        }
+        if !signed.verify(&self.key.verifying_key()) || signed.body.node != self.node {
+            return Err(ShipError::Chain(format!(
+                "checkpoint {number} on the backend is newer than this node's state and not signed by this node's key: not shipping over it"
+            )));
+        }
+        let last = signed.body.files.last();
+        st.checkpoint = number;
+        st.signature = Some(signed.signature.clone());
+        st.last_hash = Some(signed.body.last_hash.clone());
+        st.last_seq = last.map_or(st.last_seq, |f| f.last_seq);
+        if let Some(n) = last.and_then(|f| record::parse_file_name(&f.name)) {
+            st.next_file = st.next_file.max(n + 1);
+        }
+        tracing::warn!(
+            checkpoint = number,
+            "audit shipping state taken over from the backend (it was behind)"
+        );
+        st.save(&self.state_dir)?;
+        Ok(st)
+    }
+
     /// Creates the node's directories where the backend has real ones (local disk).
     async fn ensure_dirs(&self) {
         let root = self.layout.root();
@@ -266,29 +304,18 @@ impl Shipper {
             .await;
     }
 
-    /// Streams `path` to the node's `name`, write-once.
-    async fn upload(&self, path: &Path, name: &str, sha256_hex: &str) -> Result<(), ShipError> {
+    /// Writes `content` (as scanned) to the node's `name`, write-once, in 256 KiB chunks.
+    async fn upload(&self, content: Bytes, name: &str, sha256_hex: &str) -> Result<(), ShipError> {
         let key = self.layout.key(&self.node, name);
-        let mut f = tokio::fs::File::open(path)
-            .await
-            .map_err(|e| ShipError::Local(format!("{}: {e}", path.display())))?;
         let mut w = self.backend.stage(&key, StageMode::Create).await?;
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = match f.read(&mut buf).await {
-                Ok(n) => n,
-                Err(e) => {
-                    w.abort().await;
-                    return Err(ShipError::Local(format!("{}: {e}", path.display())));
-                }
-            };
-            if n == 0 {
-                break;
-            }
-            if let Err(e) = w.write(Bytes::copy_from_slice(&buf[..n])).await {
+        let mut at = 0;
+        while at < content.len() {
+            let end = (at + 256 * 1024).min(content.len());
+            if let Err(e) = w.write(content.slice(at..end)).await {
                 w.abort().await;
                 return Err(e.into());
             }
+            at = end;
         }
         let mut sha = [0u8; 32];
         hex::decode_to_slice(sha256_hex, &mut sha)

@@ -2,7 +2,6 @@
 //! the bytes, and the chain inside (every record's hash recomputed, `prev` links, seq order,
 //! canonical form: the checks of `audit verify`).
 
-use std::io::BufRead;
 use std::path::PathBuf;
 
 use sha2::Digest;
@@ -93,34 +92,22 @@ impl Chain {
     }
 }
 
-/// Reads a complete local audit file and checks its own chain (on the blocking pool). Files
-/// are bounded by `audit.rotate_bytes`.
-pub async fn scan(path: PathBuf) -> Result<Option<FileInfo>, ShipError> {
+/// Reads a complete local audit file and checks its own chain (on the blocking pool); returns
+/// its facts with the bytes read, which are what gets uploaded (so the object is exactly what
+/// was hashed). Files are bounded by `audit.rotate_bytes`.
+pub async fn scan(path: PathBuf) -> Result<Option<(FileInfo, bytes::Bytes)>, ShipError> {
     tokio::task::spawn_blocking(move || {
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default()
             .to_string();
-        let mut bytes = Vec::new();
-        let mut r = std::io::BufReader::new(
-            std::fs::File::open(&path)
-                .map_err(|e| ShipError::Local(format!("{}: {e}", path.display())))?,
-        );
-        loop {
-            let buf = r
-                .fill_buf()
-                .map_err(|e| ShipError::Local(format!("{}: {e}", path.display())))?;
-            if buf.is_empty() {
-                break;
-            }
-            bytes.extend_from_slice(buf);
-            let n = buf.len();
-            r.consume(n);
-        }
-        Chain::default()
+        let bytes = std::fs::read(&path)
+            .map_err(|e| ShipError::Local(format!("{}: {e}", path.display())))?;
+        let info = Chain::default()
             .check(&name, &bytes)
-            .map_err(|why| ShipError::Chain(format!("{name}: {why}")))
+            .map_err(|why| ShipError::Chain(format!("{name}: {why}")))?;
+        Ok(info.map(|i| (i, bytes::Bytes::from(bytes))))
     })
     .await
     .map_err(|e| ShipError::Local(format!("scan task: {e}")))?

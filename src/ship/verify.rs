@@ -71,6 +71,23 @@ async fn names(b: &dyn Backend, dir: &Key) -> Result<Vec<(String, bool)>, Storag
     Ok(out)
 }
 
+/// The highest-numbered checkpoint of `node` on the backend, if any (parsed, not verified).
+pub async fn latest_checkpoint(
+    backend: &dyn Backend,
+    layout: &Layout,
+    node: &str,
+) -> Result<Option<(u64, Signed)>, StorageError> {
+    let newest = names(backend, &layout.key(node, "checkpoints"))
+        .await?
+        .into_iter()
+        .filter_map(|(n, _)| n.strip_suffix(".json")?.parse::<u64>().ok())
+        .max();
+    let Some(n) = newest else { return Ok(None) };
+    let key = layout.key(node, &format!("checkpoints/{}", Layout::checkpoint_name(n)));
+    let bytes = read_all(backend, &key).await?;
+    Ok(serde_json::from_slice(&bytes).ok().map(|s| (n, s)))
+}
+
 /// The nodes that shipped under `layout`.
 pub async fn shipped_nodes(
     backend: &dyn Backend,
