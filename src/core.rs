@@ -28,7 +28,7 @@ pub struct Core {
     /// The audit log.
     pub audit: AuditLog,
     /// Proxy routes.
-    pub routes: RouteTable,
+    pub routes: arc_swap::ArcSwap<RouteTable>,
     /// Shutdown state.
     pub shutdown: Shutdown,
     /// Which refused logins get a record of their own.

@@ -157,11 +157,21 @@ pub type AddrLimiter = KeyedLimiter<IpAddr>;
 /// Sessions per user name.
 pub type UserLimiter = KeyedLimiter<String>;
 
-/// A listener's admission: the per-listener cap and the per-address cap together.
+/// A listener's admission: the per-listener cap and the per-address cap together, and in the
+/// multi-node mode the per-address cap over every node too.
 #[derive(Debug, Clone)]
 pub struct Admission {
     total: ConnLimiter,
     per_addr: AddrLimiter,
+    shared: Option<SharedCount>,
+}
+
+/// The cluster's per-address count for one door.
+#[derive(Debug, Clone)]
+struct SharedCount {
+    store: Arc<crate::cluster::SharedStore>,
+    door: &'static str,
+    max: usize,
 }
 
 /// Why a connection was not admitted.
@@ -169,15 +179,29 @@ pub struct Admission {
 pub enum NotAdmitted {
     /// The listener is at `max_connections`.
     ListenerFull,
-    /// The source address is at `max_connections_per_ip`.
+    /// The source address is at `max_connections_per_ip` (on this node or over the cluster).
     AddressFull,
+    /// The shared store could not be asked and `on_store_error = "closed"`.
+    StoreUnavailable,
+}
+
+impl NotAdmitted {
+    /// The limit named in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ListenerFull => "max_connections reached",
+            Self::AddressFull => "max_connections_per_ip reached",
+            Self::StoreUnavailable => "the shared store is unavailable (on_store_error = closed)",
+        }
+    }
 }
 
 /// An admitted connection's slots.
 #[derive(Debug)]
 pub struct Admitted {
     _total: ConnGuard,
-    _addr: Option<KeyedGuard<IpAddr>>,
+    addr: Option<KeyedGuard<IpAddr>>,
+    _lease: Option<crate::cluster::Lease>,
 }
 
 impl Admission {
@@ -186,10 +210,26 @@ impl Admission {
         Self {
             total: ConnLimiter::new(max_connections),
             per_addr: AddrLimiter::new(max_per_ip),
+            shared: None,
         }
     }
 
-    /// Admits a connection from `ip` (counted by its address key) if both caps allow.
+    /// Counts connections per address over the cluster too (when `store` is given and the
+    /// per-address cap is on), under `door`'s own count.
+    pub fn shared(
+        mut self,
+        store: Option<Arc<crate::cluster::SharedStore>>,
+        door: &'static str,
+    ) -> Self {
+        let max = self.per_addr.max;
+        self.shared = store
+            .filter(|_| max > 0)
+            .map(|store| SharedCount { store, door, max });
+        self
+    }
+
+    /// Admits a connection from `ip` (counted by its address key) if both of this node's caps
+    /// allow. In the multi-node mode, [`Admission::share`] then asks the cluster.
     pub fn admit(&self, ip: IpAddr) -> Result<Admitted, NotAdmitted> {
         let addr = self
             .per_addr
@@ -198,18 +238,61 @@ impl Admission {
         let total = self.total.try_acquire().ok_or(NotAdmitted::ListenerFull)?;
         Ok(Admitted {
             _total: total,
-            _addr: Some(addr),
+            addr: Some(addr),
+            _lease: None,
         })
     }
 
     /// Admits a connection from a trusted proxy: the listener's cap only (every client behind
     /// the proxy arrives from its one address, so the per-address cap would throttle them all).
+    /// When the proxy names the client (PROXY protocol), [`Admission::admit_client`] counts it.
     pub fn admit_proxy(&self) -> Result<Admitted, NotAdmitted> {
         let total = self.total.try_acquire().ok_or(NotAdmitted::ListenerFull)?;
         Ok(Admitted {
             _total: total,
-            _addr: None,
+            addr: None,
+            _lease: None,
         })
+    }
+
+    /// Counts a proxied connection against the client `ip` its PROXY header named (this
+    /// node's per-address cap, then the cluster's).
+    pub async fn admit_client(
+        &self,
+        admitted: &mut Admitted,
+        ip: IpAddr,
+    ) -> Result<(), NotAdmitted> {
+        if admitted.addr.is_none() {
+            let key = crate::identity::ban::addr_key(ip);
+            admitted.addr = Some(
+                self.per_addr
+                    .try_acquire(key)
+                    .ok_or(NotAdmitted::AddressFull)?,
+            );
+        }
+        self.share(admitted, ip).await
+    }
+
+    /// In the multi-node mode, takes the connection's lease in the cluster's count of `ip`'s
+    /// connections to this door (one Redis call; run it on the connection's own task). When
+    /// the store cannot be asked, `on_store_error` decides: `closed` refuses, the others keep
+    /// this node's count alone.
+    pub async fn share(&self, admitted: &mut Admitted, ip: IpAddr) -> Result<(), NotAdmitted> {
+        let Some(s) = &self.shared else {
+            return Ok(());
+        };
+        let key = crate::identity::ban::addr_key(ip);
+        match s.store.addr_connection(s.door, key, s.max).await {
+            Ok(Some(lease)) => {
+                admitted._lease = Some(lease);
+                Ok(())
+            }
+            Ok(None) => Err(NotAdmitted::AddressFull),
+            Err(_) => match s.store.on_error() {
+                crate::config::StoreErrorMode::Closed => Err(NotAdmitted::StoreUnavailable),
+                _ => Ok(()),
+            },
+        }
     }
 }
 

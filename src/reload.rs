@@ -1,10 +1,12 @@
 //! Configuration reload on SIGHUP. The file is read and validated in full; what a reload may
-//! change is who can log in and with what: `[[users]]`, `[[groups]]`, `[[api_keys]]` and
-//! `[jwt]`. The new identity store is swapped in at once (new logins see it; sessions already
-//! logged in keep the principal they logged in with), carrying over bans, failure counts and
-//! the password-check pool. Any other difference (listeners, TLS, backends, mounts, routes,
-//! limits, audit, ...) refuses the whole reload, naming the sections, and the running config
-//! stays; so does an invalid file. Every attempt is an audit record with the file's sha256,
+//! change is who can log in and with what (`[[users]]`, `[[groups]]`, `[[api_keys]]`,
+//! `[jwt]`) and the API gateway's routes (`[[routes]]`, `[[aggregates]]`). The new identity
+//! store is swapped in at once (new logins see it; sessions already logged in keep the
+//! principal they logged in with), carrying over bans, failure counts and the password-check
+//! pool; so is the new route table (requests in flight finish on the route they matched; an
+//! unchanged route keeps its upstream health and rate-limit buckets). Any other difference
+//! (listeners, TLS, backends, mounts, limits, audit, ...) refuses the whole reload, naming the
+//! sections, and the running config stays; so does an invalid file. Every attempt is an audit record with the file's sha256,
 //! which `/healthz` shows once it is in effect.
 
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use crate::core::Core;
 use crate::identity::Identity;
 
 /// The sections a reload may change.
-pub const RELOADABLE: [&str; 4] = ["users", "groups", "api_keys", "jwt"];
+pub const RELOADABLE: [&str; 6] = ["users", "groups", "api_keys", "jwt", "routes", "aggregates"];
 
 /// The sha256 (hex) of the config's text as it is now.
 pub fn digest(source: &ConfigSource) -> String {
@@ -89,8 +91,12 @@ pub async fn reload(
         record(core, Outcome::Error, msg.clone()).await;
         return Err(msg);
     }
+    let routes_changed = **core.routes.load() != new.routes;
     let identity = Identity::reloaded(&new, &core.identity.load());
     core.identity.store(Arc::new(identity));
+    if routes_changed {
+        core.routes.store(Arc::new(new.routes.clone()));
+    }
     for u in &new.users {
         if let Err(e) = core.vfs.ensure_dir_all(&u.home).await {
             tracing::warn!(user = %u.name, home = %u.home, error = %e, "cannot create the user's home directory");
@@ -101,9 +107,15 @@ pub async fn reload(
         tracing::warn!(config = %source, "{w}");
     }
     let msg = format!(
-        "reloaded (config {source}, sha256 {sha}): {} users, {} api keys",
+        "reloaded (config {source}, sha256 {sha}): {} users, {} api keys, {} routes{}",
         new.users.len(),
-        new.api_keys.len()
+        new.api_keys.len(),
+        new.routes.routes().len(),
+        if routes_changed {
+            " (routes replaced)"
+        } else {
+            ""
+        }
     );
     tracing::info!("{msg}");
     record(core, Outcome::Ok, msg.clone()).await;

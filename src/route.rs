@@ -131,7 +131,7 @@ impl Upstream {
 }
 
 /// One `[[routes]]` entry, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Route {
     /// Name.
     pub name: String,
@@ -187,7 +187,7 @@ impl Route {
 }
 
 /// One `[[aggregates]]` entry, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Aggregate {
     /// Name.
     pub name: String,
@@ -223,7 +223,7 @@ pub enum RouteMatch<'a> {
 }
 
 /// All routes and aggregates.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RouteTable {
     routes: Vec<Route>,
     aggregates: Vec<Aggregate>,

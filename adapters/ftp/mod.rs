@@ -14,7 +14,7 @@ use libunftp::ServerBuilder;
 use libunftp::options::{FtpsRequired, Hardening, PassiveHost, Shutdown};
 
 use crate::core::Core;
-use crate::limits::{Admission, NotAdmitted};
+use crate::limits::Admission;
 use auth::{FtpAuth, FtpUser, FtpUsers};
 use storage::{FtpStorage, Sha256Site};
 
@@ -55,21 +55,27 @@ pub async fn bind(core: Arc<Core>, addr: SocketAddr) -> Result<FtpListener, FtpE
     let limits = &core.config.config.limits;
     // Every connection is admitted (listener cap, per-address cap) when it is accepted, before
     // any command is read, so pre-login connections count too.
-    let admission = Admission::new(limits.max_connections, limits.max_connections_per_ip);
+    let admission = Admission::new(limits.max_connections, limits.max_connections_per_ip)
+        .shared(core.cluster.clone(), "ftp");
     let hardening = Hardening {
         login_timeout: std::time::Duration::from_secs(limits.login_timeout_secs.max(1)),
         admission: Some(Arc::new(move |remote: SocketAddr| {
-            match admission.admit(remote.ip()) {
-                Ok(slot) => Some(Box::new(slot) as Box<dyn std::any::Any + Send + Sync>),
-                Err(why) => {
-                    let cap = match why {
-                        NotAdmitted::ListenerFull => "max_connections",
-                        NotAdmitted::AddressFull => "max_connections_per_ip",
-                    };
-                    tracing::warn!(%remote, "ftp connection refused: {cap} reached");
-                    None
+            // This node's caps at once; the cluster's count (in the multi-node mode) next.
+            let local = admission.admit(remote.ip());
+            let admission = admission.clone();
+            Box::pin(async move {
+                let counted = match local {
+                    Ok(mut slot) => admission.share(&mut slot, remote.ip()).await.map(|()| slot),
+                    Err(why) => Err(why),
+                };
+                match counted {
+                    Ok(slot) => Some(Box::new(slot) as Box<dyn std::any::Any + Send + Sync>),
+                    Err(why) => {
+                        tracing::warn!(%remote, "ftp connection refused: {}", why.as_str());
+                        None
+                    }
                 }
-            }
+            })
         })),
         proxy_header: proxy_header_reader(core.config.ftp_proxy_protocol.clone()),
         ..Hardening::default()

@@ -155,7 +155,8 @@ pub async fn bind(
         admission: Admission::new(
             core.config.config.limits.max_connections,
             core.config.config.limits.max_connections_per_ip,
-        ),
+        )
+        .shared(core.cluster.clone(), "http"),
         header_timeout: Duration::from_secs(http.map_or(30, |h| h.header_timeout_secs)),
         core,
     })
@@ -252,17 +253,18 @@ impl HttpListener {
             } else {
                 self.admission.admit(remote.ip())
             };
-            let guard = match admitted {
+            let mut guard = match admitted {
                 Ok(g) => g,
-                Err(NotAdmitted::ListenerFull) => {
-                    tracing::warn!(%remote, "http connection refused: max_connections reached");
+                Err(why @ NotAdmitted::ListenerFull) => {
+                    tracing::warn!(%remote, "http connection refused: {}", why.as_str());
                     continue;
                 }
-                Err(NotAdmitted::AddressFull) => {
-                    tracing::debug!(%remote, "http connection refused: max_connections_per_ip reached");
+                Err(why) => {
+                    tracing::debug!(%remote, "http connection refused: {}", why.as_str());
                     continue;
                 }
             };
+            let admission = self.admission.clone();
             let _ = stream.set_nodelay(true);
             let router = self.router.clone();
             let tls = self.tls.clone();
@@ -272,9 +274,10 @@ impl HttpListener {
             let stop = shutdown.stop.clone();
             let header_timeout = self.header_timeout;
             let serve = move |stream: tokio::net::TcpStream| async move {
-                let _guard = guard;
-                // A trusted proxy may start with a PROXY protocol header naming the client.
-                let (stream, remote) = if from_proxy {
+                // A trusted proxy may start with a PROXY protocol header naming the client,
+                // who is then counted against the per-address caps (this node's and the
+                // cluster's).
+                let (stream, remote, counted) = if from_proxy {
                     match crate::adapters::proxy_protocol::read_header(
                         stream,
                         false,
@@ -282,18 +285,30 @@ impl HttpListener {
                     )
                     .await
                     {
-                        Ok((client, s)) => (s, client.unwrap_or(remote)),
+                        Ok((Some(client), s)) => (
+                            s,
+                            client,
+                            admission.admit_client(&mut guard, client.ip()).await,
+                        ),
+                        Ok((None, s)) => (s, remote, Ok(())),
                         Err(e) => {
                             tracing::debug!(%remote, error = %e, "http connection refused");
                             return;
                         }
                     }
                 } else {
+                    let counted = admission.share(&mut guard, remote.ip()).await;
                     (
                         crate::adapters::proxy_protocol::Prefixed::plain(stream),
                         remote,
+                        counted,
                     )
                 };
+                if let Err(why) = counted {
+                    tracing::debug!(%remote, "http connection refused: {}", why.as_str());
+                    return;
+                }
+                let _guard = guard;
                 // Past the grace period the connection is dropped: handlers still running (an
                 // upload) are cancelled, and their guards abort and record what they held.
                 let stop = stop.cancelled_owned();

@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 
 use crate::adapters::proxy_protocol;
 use crate::core::Core;
-use crate::limits::{Admission, Admitted, NotAdmitted};
+use crate::limits::{Admission, Admitted};
 use crate::telemetry;
 
 /// Why the SFTP listener could not start.
@@ -199,7 +199,8 @@ pub async fn bind(core: Arc<Core>, addr: SocketAddr) -> Result<SftpListener, Sft
         .await
         .map_err(|source| SftpError::Bind { addr, source })?;
     Ok(SftpListener {
-        admission: Admission::new(limits.max_connections, limits.max_connections_per_ip),
+        admission: Admission::new(limits.max_connections, limits.max_connections_per_ip)
+            .shared(core.cluster.clone(), "sftp"),
         core,
         listener,
         config: Arc::new(config),
@@ -235,7 +236,7 @@ impl SftpListener {
                     };
                     let remote = client.unwrap_or(peer);
                     if let Some(guard) = admit(&admission, remote) {
-                        run_conn(core, config, stream, remote, guard).await;
+                        run_conn(core, config, stream, remote, guard, admission).await;
                     }
                 });
                 continue;
@@ -244,24 +245,21 @@ impl SftpListener {
                 continue;
             };
             let stream = proxy_protocol::Prefixed::plain(stream);
+            let admission = self.admission.clone();
             shutdown
                 .tasks
-                .spawn(run_conn(core, config, stream, peer, guard));
+                .spawn(run_conn(core, config, stream, peer, guard, admission));
         }
     }
 }
 
-/// Whether a connection from `remote` may go on: under the listener's caps (bans are checked
-/// on the connection's own task, since the shared store may be asked).
+/// Whether a connection from `remote` may go on: under this node's caps (the cluster's count
+/// and bans are checked on the connection's own task, since the shared store may be asked).
 fn admit(admission: &Admission, remote: SocketAddr) -> Option<Admitted> {
     match admission.admit(remote.ip()) {
         Ok(g) => Some(g),
-        Err(NotAdmitted::ListenerFull) => {
-            tracing::warn!(%remote, "sftp connection refused: max_connections reached");
-            None
-        }
-        Err(NotAdmitted::AddressFull) => {
-            tracing::warn!(%remote, "sftp connection refused: max_connections_per_ip reached");
+        Err(why) => {
+            tracing::warn!(%remote, "sftp connection refused: {}", why.as_str());
             None
         }
     }
@@ -272,8 +270,13 @@ async fn run_conn(
     config: Arc<russh::server::Config>,
     stream: proxy_protocol::Prefixed<tokio::net::TcpStream>,
     remote: SocketAddr,
-    guard: Admitted,
+    mut guard: Admitted,
+    admission: Admission,
 ) {
+    if let Err(why) = admission.share(&mut guard, remote.ip()).await {
+        tracing::warn!(%remote, "sftp connection refused: {} (cluster)", why.as_str());
+        return;
+    }
     let _guard = guard;
     // Banned addresses are dropped before any key exchange work.
     if core.identity.load_full().banned(remote.ip()).await {

@@ -1,6 +1,6 @@
-//! Session counts every node shares: a user's open SFTP and FTP sessions as leases in one
-//! sorted set per user (`gh:conn:u:<user>`, members `<node>:<id>` scored by when the lease runs
-//! out). Each node renews its leases every [`RENEW_EVERY`]; a node that dies stops renewing and
+//! Counts every node shares: a user's open SFTP and FTP sessions (`gh:conn:u:<user>`) and a
+//! source address's connections to one door (`gh:conn:a:<door>:<address key>`), each as leases
+//! in one sorted set (members `<node>:<id>` scored by when the lease runs out). Each node renews its leases every [`RENEW_EVERY`]; a node that dies stops renewing and
 //! its sessions stop counting within [`LEASE`].
 
 use std::collections::HashMap;
@@ -81,7 +81,21 @@ impl SharedStore {
         user: &str,
         max: usize,
     ) -> Result<Option<Lease>, StoreError> {
-        let key = format!("gh:conn:u:{user}");
+        self.lease(format!("gh:conn:u:{user}"), max).await
+    }
+
+    /// Takes one of the `max` connections `addr` (an address key) may hold on `door` over the
+    /// cluster: `Ok(Some(lease))`, or `Ok(None)` when all are taken.
+    pub async fn addr_connection(
+        self: &Arc<Self>,
+        door: &str,
+        addr: std::net::IpAddr,
+        max: usize,
+    ) -> Result<Option<Lease>, StoreError> {
+        self.lease(format!("gh:conn:a:{door}:{addr}"), max).await
+    }
+
+    async fn lease(self: &Arc<Self>, key: String, max: usize) -> Result<Option<Lease>, StoreError> {
         let member = format!("{}:{}", self.node, uuid::Uuid::new_v4().simple());
         let mut inv = self.scripts.acquire.key(&key);
         inv.arg(max).arg(lease_ms()).arg(&member);

@@ -7,6 +7,8 @@
 //! comes back. Every node's audit shows the real client behind the balancer, and a node killed
 //! mid-run loses nothing acknowledged.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -77,6 +79,7 @@ fsync = "batch"
 [limits]
 login_failures = { max = 3, window_secs = 300, ban_secs = 900, account_max = 3 }
 max_sessions_per_user = {sessions}
+max_connections_per_ip = {per_ip}
 refused_login_records_per_sec = 1000
 
 [sftp]
@@ -148,6 +151,17 @@ fn cluster(modes: [&str; 3], rate: u32, burst: u32) -> Cluster {
 
 /// [`cluster`] with `max_sessions_per_user = sessions` (0: no cap).
 fn cluster_with(modes: [&str; 3], rate: u32, burst: u32, sessions: usize) -> Cluster {
+    cluster_capped(modes, rate, burst, sessions, 64)
+}
+
+/// [`cluster_with`] and `max_connections_per_ip = per_ip`.
+fn cluster_capped(
+    modes: [&str; 3],
+    rate: u32,
+    burst: u32,
+    sessions: usize,
+    per_ip: usize,
+) -> Cluster {
     let redis = Redis::start();
     let upstream = Upstream::start("u");
     let data = tempfile::tempdir().unwrap();
@@ -168,7 +182,8 @@ fn cluster_with(modes: [&str; 3], rate: u32, burst: u32, sessions: usize) -> Clu
                     .replace("{upstream}", &upstream.url())
                     .replace("{rate}", &rate.to_string())
                     .replace("{burst}", &burst.to_string())
-                    .replace("{sessions}", &sessions.to_string()),
+                    .replace("{sessions}", &sessions.to_string())
+                    .replace("{per_ip}", &per_ip.to_string()),
             )
         })
         .collect();
@@ -716,6 +731,102 @@ fn a_users_session_cap_holds_over_the_nodes() {
             "the ended session's slot was never released: {said}"
         );
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A connection to `to` from `from`, and what the server says to it first (HTTP: to a
+/// request, after `preface`, a PROXY header or nothing).
+fn open_and_listen(from: &str, to: (&str, u16), door: &str, preface: &str) -> (TcpStream, String) {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let local: std::net::SocketAddr = format!("{from}:0").parse().unwrap();
+    s.bind(&local.into()).unwrap();
+    let remote: std::net::SocketAddr = format!("{}:{}", to.0, to.1).parse().unwrap();
+    s.connect(&remote.into()).unwrap();
+    let mut s: TcpStream = s.into();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    if door == "http" {
+        let _ =
+            s.write_all(format!("{preface}GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+    }
+    let mut b = [0u8; 128];
+    let n = s.read(&mut b).unwrap_or(0);
+    (s, String::from_utf8_lossy(&b[..n]).into_owned())
+}
+
+/// A listener's address.
+type Addr<'a> = (&'a str, u16);
+
+#[test]
+fn a_per_address_connection_cap_holds_over_the_nodes() {
+    let c = cluster_capped(["local", "local", "local"], 100, 100, 0, 2);
+    let n = &c.nodes;
+    // HTTP connections come from the trusted balancer address with a PROXY header naming the
+    // client: the client is what is counted.
+    let proxied = "PROXY TCP4 203.0.113.7 127.0.0.1 40000 80\r\n";
+    let doors: [(&str, [Addr; 3], &str, &str); 3] = [
+        (
+            "ftp",
+            [0, 1, 2].map(|i| (c.ftp[i].0.as_str(), c.ftp[i].1)),
+            "127.0.0.81",
+            "",
+        ),
+        (
+            "sftp",
+            [0, 1, 2].map(|i| ("127.0.0.1", n[i].sftp)),
+            "127.0.0.82",
+            "",
+        ),
+        (
+            "http",
+            [0, 1, 2].map(|i| ("127.0.0.1", n[i].http)),
+            "127.0.0.1",
+            proxied,
+        ),
+    ];
+    for (door, to, from, preface) in doors {
+        let served = |said: &str| match door {
+            "ftp" => said.starts_with("220"),
+            "sftp" => said.starts_with("SSH-2.0-"),
+            _ => said.starts_with("HTTP/1.1 200"),
+        };
+        // One connection held on node 1 and one on node 2: the cap (2) is reached over the
+        // cluster, and node 3, with none of its own, refuses a third.
+        let (first, said) = open_and_listen(from, to[0], door, preface);
+        assert!(served(&said), "{door} node 1: {said:?}");
+        let (_second, said) = open_and_listen(from, to[1], door, preface);
+        assert!(served(&said), "{door} node 2: {said:?}");
+        let (_, said) = open_and_listen(from, to[2], door, preface);
+        match door {
+            "ftp" => assert!(said.starts_with("421"), "ftp node 3 said {said:?}"),
+            _ => assert!(
+                said.is_empty(),
+                "{door} node 3 served a third connection: {said:?}"
+            ),
+        }
+        // Another client is served meanwhile.
+        let other = if door == "http" {
+            "PROXY TCP4 203.0.113.8 127.0.0.1 40000 80\r\n"
+        } else {
+            preface
+        };
+        let other_from = if door == "http" { from } else { "127.0.0.83" };
+        let (_, said) = open_and_listen(other_from, to[2], door, other);
+        assert!(served(&said), "{door}: another address on node 3: {said:?}");
+        // The first ends: its lease is released (asynchronously) and node 3 admits one.
+        drop(first);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_held, said) = open_and_listen(from, to[2], door, preface);
+            if served(&said) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{door}: the ended connection's lease was never released: {said:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 }
 

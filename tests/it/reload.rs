@@ -183,3 +183,110 @@ fn sighup_applies_identity_changes_and_refuses_what_needs_a_restart() {
     let _ = alice.kill();
     let _ = alice.wait();
 }
+
+/// `config(["alice"])` with `routes` appended.
+fn with_routes(routes: &str) -> String {
+    let mut c = config(&["alice"], "127.0.0.1:{sftp}");
+    c.push_str(routes);
+    c
+}
+
+fn route(name: &str, prefix: &str, upstream: &str, extra: &str) -> String {
+    format!(
+        "\n[[routes]]\nname = \"{name}\"\npath_prefix = \"{prefix}\"\nupstreams = [\"{upstream}\"]\n\
+         strip_prefix = true\nauth = [\"none\"]\n{extra}\n"
+    )
+}
+
+/// Which upstream answered a proxied GET (status, `server` of the echo).
+fn served_by(gw: &Gateway, path: &str) -> (u16, String) {
+    let (code, body) = curl(&[&gw.url(path)]);
+    let server = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["server"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    (code, server)
+}
+
+#[test]
+fn sighup_replaces_the_routes_and_keeps_what_did_not_change() {
+    let a = crate::proxy::Upstream::start("a");
+    let b = crate::proxy::Upstream::start("b");
+    // "kept" allows a burst of 3, then 1/s, and does not change: its bucket survives the
+    // reload.
+    let kept = route(
+        "kept",
+        "/kept",
+        &a.url(),
+        "global_rate_limit = { per_second = 1, burst = 3 }",
+    );
+    let gw = Gateway::start(&with_routes(&format!(
+        "{kept}{}",
+        route("moving", "/moving", &a.url(), "")
+    )));
+    assert_eq!(served_by(&gw, "/moving/x"), (200, "a".into()));
+    assert_eq!(served_by(&gw, "/added/x").0, 404);
+    // A slow request in flight on the route being replaced.
+    let url = gw.url("/moving/slow?ms=1500");
+    let slow = std::thread::spawn(move || curl(&[&url]));
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..3 {
+        assert_eq!(served_by(&gw, "/kept/x").0, 200);
+    }
+    assert_eq!(served_by(&gw, "/kept/x").0, 429);
+
+    // "moving" now goes to b, "added" is new; "kept" is the same.
+    let sha = rewrite(
+        &gw,
+        &with_routes(&format!(
+            "{kept}{}{}",
+            route("moving", "/moving", &b.url(), ""),
+            route("added", "/added", &b.url(), "")
+        )),
+    );
+    hup(&gw);
+    let rec = nth_config(&gw, 2);
+    assert_eq!(rec["outcome"], "ok", "{rec}");
+    let detail = rec["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&sha) && detail.contains("routes replaced"),
+        "{rec}"
+    );
+    // A fresh bucket would admit 3 at once; the kept one at most the one token refilled
+    // since.
+    let admitted = (0..3)
+        .filter(|_| served_by(&gw, "/kept/x").0 == 200)
+        .count();
+    assert!(
+        admitted <= 1,
+        "the kept route's bucket was reset: {admitted} of 3 admitted"
+    );
+    assert_eq!(served_by(&gw, "/moving/x"), (200, "b".into()));
+    assert_eq!(served_by(&gw, "/added/x"), (200, "b".into()));
+    // The request in flight finished on the upstream it was sent to.
+    let (code, body) = slow.join().unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("\"server\": \"a\"") || body.contains("\"server\":\"a\""),
+        "{body}"
+    );
+
+    // A route pointing at a name no validation accepts: refused, the routes stay.
+    rewrite(
+        &gw,
+        &with_routes(&route("broken", "/moving", "ftp://nowhere", "")),
+    );
+    hup(&gw);
+    let rec = nth_config(&gw, 3);
+    assert_eq!(rec["outcome"], "error", "{rec}");
+    assert!(rec["detail"].as_str().unwrap().contains("routes"), "{rec}");
+    assert_eq!(healthz_sha(&gw), sha);
+    assert_eq!(served_by(&gw, "/moving/x"), (200, "b".into()));
+
+    // Routes removed: the path is no longer proxied.
+    rewrite(&gw, &with_routes(""));
+    hup(&gw);
+    assert_eq!(nth_config(&gw, 4)["outcome"], "ok");
+    assert_eq!(served_by(&gw, "/moving/x").0, 404);
+    assert_eq!(served_by(&gw, "/kept/x").0, 404);
+}

@@ -96,6 +96,7 @@ pub(crate) async fn run(
 /// Runs an aggregate route: authenticate, rate limit, fan out, one detached record.
 pub(super) async fn handle(
     state: &AppState,
+    routing: &super::Routing,
     agg: &Aggregate,
     req: axum::extract::Request,
     remote: SocketAddr,
@@ -117,8 +118,8 @@ pub(super) async fn handle(
         Ok(c) => c,
         Err((resp, why)) => return deny(None, resp, why),
     };
-    if let Some(limits) = state.proxy.aggregates.get(&agg.name)
-        && let Err(limited) = limits.check(&caller.key).await
+    if let Some(a) = routing.aggregates.get(&agg.name)
+        && let Err(limited) = a.limits.check(&caller.key).await
     {
         let (resp, why) = rate_limited(limited);
         return deny(caller.session.as_ref(), resp, why.into());

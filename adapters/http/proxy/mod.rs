@@ -8,12 +8,12 @@ mod body;
 mod cache;
 mod caller;
 mod forward;
+mod routing;
 mod upstream;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -33,21 +33,12 @@ use body::{Store, Tracked};
 use cache::ResponseCache;
 use caller::{authenticate, proxy_event};
 pub(crate) use forward::Client;
-use upstream::Pool;
-
-struct RouteState {
-    pool: Arc<Pool>,
-    limits: crate::ratelimit::Limits,
-    /// The route's name as a metric label (built once).
-    label: telemetry::Label,
-}
+use routing::Routing;
 
 /// Everything the proxy keeps between requests.
 pub(crate) struct Proxy {
     client: Client,
-    routes: HashMap<String, RouteState>,
-    aggregates: HashMap<String, crate::ratelimit::Limits>,
-    cache: Option<ResponseCache>,
+    routing: Arc<routing::Current>,
 }
 
 impl Proxy {
@@ -55,74 +46,13 @@ impl Proxy {
     /// (they stop at shutdown).
     pub fn start(core: &Arc<Core>) -> Result<Arc<Self>, String> {
         let client = forward::client()?;
-        let mut routes = HashMap::new();
-        let mut max_ttl = Duration::ZERO;
-        for r in core.routes.routes() {
-            let pool = Arc::new(Pool::new(r));
-            if let Some(hc) = &r.health_check {
-                tokio::spawn(pool.clone().health_loop(
-                    client.clone(),
-                    hc.path.clone(),
-                    hc.interval,
-                    core.shutdown.token.clone(),
-                ));
-            }
-            if let Some(c) = r.cache {
-                max_ttl = max_ttl.max(c.ttl);
-            }
-            routes.insert(
-                r.name.clone(),
-                RouteState {
-                    pool,
-                    limits: crate::ratelimit::Limits::new(
-                        format!("route:{}", r.name),
-                        r.rate_limit,
-                        r.global_rate_limit,
-                        core.cluster.clone(),
-                    ),
-                    label: telemetry::label(&r.name),
-                },
-            );
-        }
-        let aggregates = core
-            .routes
-            .aggregates()
-            .iter()
-            .map(|a| {
-                (
-                    a.name.clone(),
-                    crate::ratelimit::Limits::new(
-                        format!("aggregate:{}", a.name),
-                        a.rate_limit,
-                        a.global_rate_limit,
-                        core.cluster.clone(),
-                    ),
-                )
-            })
-            .collect();
-        let proxy = Arc::new(Self {
-            client,
-            routes,
-            aggregates,
-            cache: (max_ttl > Duration::ZERO).then(|| ResponseCache::new(max_ttl)),
-        });
-        let p = proxy.clone();
-        let stop = core.shutdown.token.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(60)) => {}
-                }
-                for r in p.routes.values() {
-                    r.limits.prune();
-                }
-                for l in p.aggregates.values() {
-                    l.prune();
-                }
-            }
-        });
-        Ok(proxy)
+        let routing = routing::Current::start(core, &client);
+        Ok(Arc::new(Self { client, routing }))
+    }
+
+    /// The routes in effect now (a reload may have replaced them).
+    fn routing(&self, core: &Core) -> Arc<Routing> {
+        self.routing.get(core, &self.client)
     }
 }
 
@@ -164,7 +94,8 @@ pub(crate) async fn handle(State(state): State<AppState>, mut req: Request) -> R
             *req.uri_mut() = u;
         }
     }
-    let (resp, label) = match core.routes.find(req.method().as_str(), req.uri().path()) {
+    let routing = state.proxy.routing(&core);
+    let (resp, label) = match routing.table.find(req.method().as_str(), req.uri().path()) {
         RouteMatch::None => (
             ApiError::not_found("no such endpoint").into_response(),
             telemetry::Label::const_str("none"),
@@ -179,17 +110,17 @@ pub(crate) async fn handle(State(state): State<AppState>, mut req: Request) -> R
             if let Ok(v) = HeaderValue::from_str(&allow) {
                 e = e.with_header(header::ALLOW, v);
             }
-            (e.into_response(), route_label(&state, r))
+            (e.into_response(), route_label(&routing, r))
         }
         // Boxed: these futures are large, and every layer above moves (memcpy) whatever it
         // holds; a box keeps those moves to a pointer (memmove was 6% of a proxied request).
         RouteMatch::Aggregate(a) => (
-            Box::pin(aggregate::handle(&state, a, req, remote, started)).await,
+            Box::pin(aggregate::handle(&state, &routing, a, req, remote, started)).await,
             telemetry::label(&a.name),
         ),
         RouteMatch::Route(r) => (
-            Box::pin(run_route(&state, r, req, remote, started)).await,
-            route_label(&state, r),
+            Box::pin(run_route(&state, &routing, r, req, remote, started)).await,
+            route_label(&routing, r),
         ),
     };
     let mut resp = resp;
@@ -212,9 +143,8 @@ pub(super) fn denied(
     resp.into_response()
 }
 
-fn route_label(state: &AppState, r: &Route) -> telemetry::Label {
-    state
-        .proxy
+fn route_label(routing: &Routing, r: &Route) -> telemetry::Label {
+    routing
         .routes
         .get(&r.name)
         .map_or_else(|| telemetry::label(&r.name), |rs| rs.label.clone())
@@ -226,6 +156,7 @@ fn gateway_error(status: StatusCode, code: &'static str, msg: &str) -> ApiError 
 
 async fn run_route(
     state: &AppState,
+    routing: &Routing,
     route: &Route,
     req: Request,
     remote: SocketAddr,
@@ -233,7 +164,7 @@ async fn run_route(
 ) -> Response {
     let core = &state.core;
     let info = req.extensions().get::<ConnInfo>().copied();
-    let Some(rs) = state.proxy.routes.get(&route.name) else {
+    let Some(rs) = routing.routes.get(&route.name) else {
         return gateway_error(StatusCode::BAD_GATEWAY, "bad_gateway", "route not ready")
             .into_response();
     };
@@ -276,7 +207,7 @@ async fn run_route(
         .and_then(|v| v.to_str().ok())
         .or_else(|| parts.uri.authority().map(|a| a.as_str()))
         .unwrap_or("");
-    let cache_key = match (&state.proxy.cache, route.cache) {
+    let cache_key = match (&routing.cache, route.cache) {
         (Some(_), Some(_)) if matches!(parts.method, Method::GET | Method::HEAD) => {
             Some(ResponseCache::base_key(
                 &route.name,
@@ -289,7 +220,7 @@ async fn run_route(
         }
         _ => None,
     };
-    if let (Some(cache), Some(key)) = (&state.proxy.cache, &cache_key)
+    if let (Some(cache), Some(key)) = (&routing.cache, &cache_key)
         && ResponseCache::request_may_use(&parts.headers)
         && let Some(hit) = cache.get(key, &parts.headers).await
     {
@@ -471,7 +402,7 @@ async fn run_route(
     }
     // Phase: cache store (as the body streams by).
     let mut store = None;
-    if let (Some(cache), Some(key), Some(rule)) = (&state.proxy.cache, cache_key, route.cache) {
+    if let (Some(cache), Some(key), Some(rule)) = (&routing.cache, cache_key, route.cache) {
         rparts.headers.insert(
             HeaderName::from_static("x-cache"),
             HeaderValue::from_static("MISS"),

@@ -64,11 +64,11 @@ where
                         // gatehouse patch: a load balancer's PROXY header (read on the
                         // connection's own task, so a slow one holds up no other), then the
                         // embedder admits (and counts) the connection by the client's address
-                        // before the control loop starts; its guard lives as long as the
-                        // connection.
+                        // before the control loop starts (awaited here: it may ask a shared
+                        // store); its guard lives as long as the connection.
                         let admission = options.hardening.admission.clone();
                         let proxy = options.hardening.proxy_header.clone();
-                        let spawn_it = proxy.is_some();
+                        let spawn_it = proxy.is_some() || admission.is_some();
                         let config: controlchan::LoopConfig<Storage, User> = (&options).into();
                         let logger = logger.clone();
                         let failed_logins = failed_logins.clone();
@@ -86,7 +86,7 @@ where
                             let who = client.unwrap_or(socket_addr);
                             let guard = match admission.as_ref() {
                                 None => None,
-                                Some(admit) => match admit(who) {
+                                Some(admit) => match admit(who).await {
                                     Some(g) => Some(g),
                                     None => {
                                         slog::warn!(logger, "Refused control connection from {:?} (admission)", who);

@@ -352,7 +352,12 @@ pub enum ActivePassiveMode {
 
 /// gatehouse patch: admits or refuses a new control connection from an address. `Some(guard)`
 /// admits it and the guard is held until the connection ends; `None` answers `421` and closes.
-pub type ConnectionAdmission = Arc<dyn Fn(std::net::SocketAddr) -> Option<Box<dyn std::any::Any + Send + Sync>> + Send + Sync>;
+/// It is awaited on the connection's own task (the embedder may ask a shared store).
+pub type ConnectionAdmission = Arc<
+    dyn Fn(std::net::SocketAddr) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Box<dyn std::any::Any + Send + Sync>>> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// gatehouse patch: reads the PROXY protocol header that a load balancer in front sends, from
 /// the peers the embedder trusts to send one, on control and passive data connections alike.
