@@ -168,7 +168,24 @@ pub async fn build_core(cfg: ValidConfig) -> Result<(Arc<Core>, Option<String>),
             None
         }
     };
+    let shipped =
+        cfg.config
+            .audit
+            .ship
+            .as_ref()
+            .and_then(|ship| match named_backend(&cfg, &ship.backend) {
+                Ok(b) => Some(crate::ship::read::ShippedLog::new(
+                    b,
+                    ship.backend.clone(),
+                    crate::ship::Layout::new(&ship.prefix),
+                )),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the console cannot read the shipped audit log");
+                    None
+                }
+            });
     let core = Arc::new(Core {
+        shipped,
         config_sha256: std::sync::Mutex::new(String::new()),
         live: crate::live::LiveSessions::default(),
         console: crate::console::ConsoleSessions::default(),

@@ -9,6 +9,7 @@
 //! `verify` checks what was shipped: `gatehouse audit verify --remote BACKEND`.
 
 pub mod checkpoint;
+pub mod read;
 mod scan;
 pub mod verify;
 

@@ -48,7 +48,7 @@ pub struct LocalSide<'a> {
     pub state: ShipState,
 }
 
-async fn read_all(b: &dyn Backend, key: &Key) -> Result<Vec<u8>, StorageError> {
+pub(super) async fn read_all(b: &dyn Backend, key: &Key) -> Result<Vec<u8>, StorageError> {
     let mut s = b.read(key, None).await?;
     let mut out = Vec::new();
     while let Some(c) = s.next().await {
@@ -57,7 +57,7 @@ async fn read_all(b: &dyn Backend, key: &Key) -> Result<Vec<u8>, StorageError> {
     Ok(out)
 }
 
-async fn names(b: &dyn Backend, dir: &Key) -> Result<Vec<(String, bool)>, StorageError> {
+pub(super) async fn names(b: &dyn Backend, dir: &Key) -> Result<Vec<(String, bool)>, StorageError> {
     let mut s = match b.list(dir).await {
         Ok(s) => s,
         Err(e) if e.kind == StorageErrorKind::NotFound => return Ok(Vec::new()),

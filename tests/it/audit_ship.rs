@@ -47,7 +47,17 @@ name = "acme"
 password_hash = "{secret_hash}"
 home = "/acme"
 permissions = [ { path = "/", allow = ["list", "read", "write", "overwrite"] } ]
+
+[[users]]
+name = "ops"
+password_hash = "{secret_hash}"
+role = "operator"
 "#;
+
+/// A cookie jar file for curl in `dir`.
+fn work_jar(dir: &tempfile::TempDir) -> String {
+    dir.path().join("cookies").display().to_string()
+}
 
 fn ship_state(gw: &Gateway) -> serde_json::Value {
     std::fs::read(gw.dir.path().join("var/audit-ship.json"))
@@ -231,6 +241,45 @@ fn three_nodes_ship_signed_chains_and_verify_remote_names_every_tampering() {
             "no shipped upload of {node}: {records:?}"
         );
     }
+
+    // The console reads it too: node 3 shows gw-2's shipped uploads (gw-2 itself is down).
+    nodes[2].restart();
+    let jar = work_jar(&keys);
+    let (code, _) = curl(&[
+        "-c",
+        &jar,
+        "-d",
+        "user=ops&password=secret",
+        &nodes[2].url("/console/login"),
+    ]);
+    assert_eq!(code, 303);
+    let (code, page) = curl(&[
+        "-b",
+        &jar,
+        &nodes[2].url("/console/audit/shipped?node=gw-2&action=upload"),
+    ]);
+    assert_eq!(code, 200, "{page}");
+    for node in ["gw-1", "gw-2", "gw-3"] {
+        assert!(
+            page.contains("class=\"node\"") && page.contains(&format!(">{node}</a>")),
+            "{node} not listed: {page}"
+        );
+    }
+    assert!(page.contains("<strong id=\"node\">gw-2</strong>"), "{page}");
+    assert!(
+        page.contains("/acme/r0.txt"),
+        "gw-2's first upload not shown: {page}"
+    );
+    assert!(
+        !page.contains("<span class=\"action\">login</span>"),
+        "the filter was not applied: {page}"
+    );
+    let (_, local) = curl(&["-b", &jar, &nodes[2].url("/console/audit")]);
+    assert!(local.contains("/console/audit/shipped"), "{local}");
+    // Not for anyone without an operator's console session.
+    let (code, _) = curl(&[&nodes[2].url("/console/audit/shipped?node=gw-2")]);
+    assert!(code == 303 || code == 401, "{code}");
+    nodes[2].stop();
 
     let listing = s3(&bucket, &["list", "audit/"]);
     let objects: Vec<&str> = listing.lines().collect();

@@ -22,6 +22,7 @@ const PAGE: usize = 50;
 pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/console/audit", get(search))
+        .route("/console/audit/shipped", get(super::shipped::search))
         .route("/console/audit/export.csv", get(export_csv))
         .route("/console/audit/export.jsonl", get(export_jsonl))
         .route("/console/users", get(users))
@@ -52,7 +53,12 @@ fn some(s: &str) -> Option<String> {
 }
 
 impl Params {
-    fn filter(&self) -> Result<Filter, String> {
+    /// The page's start: records older than this seq.
+    pub(super) fn before(&self) -> Option<u64> {
+        self.before_seq
+    }
+
+    pub(super) fn filter(&self) -> Result<Filter, String> {
         let time = |s: &str, name: &str| {
             some(s)
                 .map(|t| normalise_time(&t).map_err(|e| format!("{name}: {e}")))
@@ -74,7 +80,7 @@ impl Params {
     }
 
     /// The filters as a query string (no pagination).
-    fn query(&self) -> String {
+    pub(super) fn query(&self) -> String {
         let fields = [
             ("user", &self.user),
             ("protocol", &self.protocol),
@@ -115,7 +121,12 @@ fn input(name: &str, label: &str, value: &str, placeholder: &str) -> String {
 }
 
 fn form(p: &Params) -> String {
-    let mut s = String::from("<form class=\"filters\" method=\"get\" action=\"/console/audit\">");
+    form_to(p, "/console/audit", "")
+}
+
+/// The search form, sent to `action` with `hidden` (inputs) in it.
+pub(super) fn form_to(p: &Params, action: &str, hidden: &str) -> String {
+    let mut s = format!("<form class=\"filters\" method=\"get\" action=\"{action}\">{hidden}");
     s.push_str(&input("user", "User", &p.user, ""));
     s.push_str(&select(
         "protocol",
@@ -224,6 +235,9 @@ async fn search(
 ) -> Response {
     let p = params.map(|Query(p)| p).unwrap_or_default();
     let mut body = form(&p);
+    if state.core.shipped.is_some() {
+        body.push_str("<p><a href=\"/console/audit/shipped\">Shipped log (every node)</a></p>");
+    }
     let f = match p.filter() {
         Ok(f) => f,
         Err(e) => {

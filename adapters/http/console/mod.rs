@@ -8,6 +8,7 @@ mod audit;
 mod html;
 mod live;
 mod overview;
+mod shipped;
 
 use axum::Router;
 use axum::extract::{FromRequestParts, State};
