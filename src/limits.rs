@@ -181,8 +181,6 @@ pub enum NotAdmitted {
     ListenerFull,
     /// The source address is at `max_connections_per_ip` (on this node or over the cluster).
     AddressFull,
-    /// The shared store could not be asked and `on_store_error = "closed"`.
-    StoreUnavailable,
 }
 
 impl NotAdmitted {
@@ -191,7 +189,6 @@ impl NotAdmitted {
         match self {
             Self::ListenerFull => "max_connections reached",
             Self::AddressFull => "max_connections_per_ip reached",
-            Self::StoreUnavailable => "the shared store is unavailable (on_store_error = closed)",
         }
     }
 }
@@ -275,8 +272,9 @@ impl Admission {
 
     /// In the multi-node mode, takes the connection's lease in the cluster's count of `ip`'s
     /// connections to this door (one Redis call; run it on the connection's own task). When
-    /// the store cannot be asked, `on_store_error` decides: `closed` refuses, the others keep
-    /// this node's count alone.
+    /// the store cannot be asked, this node's count alone applies whatever `on_store_error`
+    /// says: it still bounds the address, and `closed` would otherwise turn every connection
+    /// away, the balancer's health checks and `/readyz` included.
     pub async fn share(&self, admitted: &mut Admitted, ip: IpAddr) -> Result<(), NotAdmitted> {
         let Some(s) = &self.shared else {
             return Ok(());
@@ -288,10 +286,7 @@ impl Admission {
                 Ok(())
             }
             Ok(None) => Err(NotAdmitted::AddressFull),
-            Err(_) => match s.store.on_error() {
-                crate::config::StoreErrorMode::Closed => Err(NotAdmitted::StoreUnavailable),
-                _ => Ok(()),
-            },
+            Err(_) => Ok(()),
         }
     }
 }

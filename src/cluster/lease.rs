@@ -25,13 +25,15 @@ redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
 return 1
 ";
 
-/// Renews leases: KEYS[i] holds member ARGV[i + 1]; ARGV[1] is the lease in ms.
+/// Renews leases: KEYS[i] holds member ARGV[i + 1]; ARGV[1] is the lease in ms. A lease that
+/// ran out (the store was unreachable for longer than [`LEASE`]) is taken again: the session
+/// it counts is still open.
 pub(super) const RENEW: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local lease = tonumber(ARGV[1])
 for i, k in ipairs(KEYS) do
-  redis.call('ZADD', k, 'XX', now + lease, ARGV[i + 1])
+  redis.call('ZADD', k, now + lease, ARGV[i + 1])
   redis.call('PEXPIRE', k, lease)
 end
 return #KEYS
@@ -128,6 +130,20 @@ impl SharedStore {
             if let Err(e) = self.invoke::<i64>(inv).await {
                 tracing::debug!(error = %e, "session leases not renewed");
                 return;
+            }
+            // A lease released while its renewal was under way was just added back: release
+            // it again.
+            let gone: Vec<&(String, String)> = {
+                let held = self.held.lock();
+                batch
+                    .iter()
+                    .filter(|(m, _)| !held.contains_key(m))
+                    .collect()
+            };
+            for (member, key) in gone {
+                let mut inv = self.scripts.release.key(key);
+                inv.arg(member);
+                self.invoke_release(inv).await;
             }
         }
     }

@@ -149,7 +149,15 @@ impl SharedStore {
             let probe = cmd.query_async::<redis::Value>(&mut conn);
             let bound = self.timeout.max(Duration::from_millis(250));
             match tokio::time::timeout(bound, probe).await {
-                Ok(Ok(_)) if started.elapsed() <= self.timeout => self.mark(true, None),
+                Ok(Ok(_)) if started.elapsed() <= self.timeout => {
+                    // Back up: the leases this node holds are taken again at once (those that
+                    // ran out during the outage come back, so the counts are right again).
+                    if !self.is_up() {
+                        self.mark(true, None);
+                        since_renewal = Duration::ZERO;
+                        self.renew_leases().await;
+                    }
+                }
                 // Slow but answering: no switch either way (a slow call marks it down).
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => self.mark(false, Some(e.to_string())),

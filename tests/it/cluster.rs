@@ -24,7 +24,10 @@ struct Redis {
 
 impl Redis {
     fn start() -> Redis {
-        let port = free_port();
+        Redis::start_on(free_port())
+    }
+
+    fn start_on(port: u16) -> Redis {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -41,6 +44,32 @@ impl Redis {
 
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Kills the server (what a crash leaves: nothing listening).
+    fn crash(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts an empty server on the same port after [`Redis::crash`] (no persistence: every
+    /// key is gone).
+    fn start_empty(&mut self) {
+        let fresh = Redis::start_on(self.port);
+        let old = std::mem::replace(self, fresh);
+        // Already reaped: its Drop must not signal a pid that may be reused.
+        std::mem::forget(old);
+    }
+
+    /// `redis-cli ARGS...` against this server.
+    fn cli(&self, args: &[&str]) -> String {
+        let out = run_with_timeout(
+            Command::new("redis-cli")
+                .args(["-p", &self.port.to_string()])
+                .args(args),
+            Duration::from_secs(10),
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     fn signal(&self, sig: &str) -> bool {
@@ -828,6 +857,35 @@ fn a_per_address_connection_cap_holds_over_the_nodes() {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+}
+
+#[test]
+fn session_leases_lost_with_the_store_are_taken_again_when_it_returns() {
+    let mut c = cluster_with(["local", "local", "local"], 100, 100, 2);
+    wait_store(&c, "up");
+    let _first = hold_sftp("127.0.0.74", c.nodes[0].sftp);
+    let _second = hold_sftp("127.0.0.75", c.nodes[1].sftp);
+    assert_eq!(c.redis.cli(&["ZCARD", "gh:conn:u:acme"]), "2");
+    // Redis crashes and comes back empty: the two sessions' leases are gone with it.
+    c.redis.crash();
+    wait_store(&c, "down");
+    c.redis.start_empty();
+    assert_eq!(c.redis.cli(&["ZCARD", "gh:conn:u:acme"]), "0");
+    wait_store(&c, "up");
+    // Each node takes its leases again as soon as it sees the store back (not at the next
+    // renewal, and not only while the lease was still alive).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while c.redis.cli(&["ZCARD", "gh:conn:u:acme"]) != "2" {
+        assert!(
+            Instant::now() < deadline,
+            "the leases were not taken again: {}",
+            c.redis.cli(&["ZRANGE", "gh:conn:u:acme", "0", "-1"])
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // So the cap (2) still holds: node 3 refuses a third session.
+    let said = ftp_login("127.0.0.76", &c.ftp[2], "acme", "secret");
+    assert!(said.starts_with("refused"), "ftp on node 3: {said}");
 }
 
 fn healthz_sha(n: &Gateway) -> String {
