@@ -17,7 +17,7 @@ set -euo pipefail
 
 readonly APT_PACKAGES=(
     openssh-server openssh-client lftp curl vsftpd nginx-light wrk rclone hyperfine procps python3-venv
-    e2fsprogs util-linux mount chromium haproxy redis-server
+    e2fsprogs util-linux mount chromium haproxy redis-server openssl
 )
 # Python requirements of the test/bench harness. Changing this list re-runs pip once.
 # schemathesis and hypothesis are pinned: with a fixed seed they generate the same cases on
@@ -55,6 +55,7 @@ pkg_probe() {
         chromium) echo /usr/bin/chromium ;;
         haproxy) echo /usr/sbin/haproxy ;;
         redis-server) echo /usr/bin/redis-server ;;
+        openssl) echo /usr/bin/openssl ;;
         *) echo '' ;;
     esac
 }

@@ -43,6 +43,8 @@ pub struct Core {
     pub index: Option<crate::audit::index::AuditIndex>,
     /// The cluster's shared store (`[cluster] redis`): limits and bans every node shares.
     pub cluster: Option<std::sync::Arc<crate::cluster::SharedStore>>,
+    /// The listeners' TLS certificates, re-read on reload.
+    pub certs: crate::certs::Certs,
     /// The shipped audit log (`[audit.ship]`), for the console.
     pub shipped: Option<crate::ship::read::ShippedLog>,
 }

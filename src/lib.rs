@@ -5,6 +5,7 @@
 #[path = "../adapters/mod.rs"]
 pub mod adapters;
 pub mod audit;
+pub mod certs;
 pub mod cli;
 pub mod cluster;
 pub mod config;

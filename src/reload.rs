@@ -5,9 +5,11 @@
 //! principal they logged in with), carrying over bans, failure counts and the password-check
 //! pool; so is the new route table (requests in flight finish on the route they matched; an
 //! unchanged route keeps its upstream health and rate-limit buckets). Any other difference
-//! (listeners, TLS, backends, mounts, limits, audit, ...) refuses the whole reload, naming the
-//! sections, and the running config stays; so does an invalid file. Every attempt is an audit record with the file's sha256,
-//! which `/healthz` shows once it is in effect.
+//! (listeners, TLS settings, backends, mounts, limits, audit, ...) refuses the whole reload,
+//! naming the sections, and the running config stays; so does an invalid file. The TLS
+//! certificates are read again from their files every time, so one renewed in place is served
+//! to new handshakes; one that does not load refuses the reload too. Every attempt is an audit
+//! record with the file's sha256, which `/healthz` shows once it is in effect.
 
 use std::sync::Arc;
 
@@ -91,6 +93,19 @@ pub async fn reload(
         record(core, Outcome::Error, msg.clone()).await;
         return Err(msg);
     }
+    // The certificates are read again from their files (renewed in place): one that does not
+    // load refuses the whole reload.
+    let certs = match core.certs.prepare() {
+        Ok(c) => c,
+        Err(e) => {
+            let msg = format!(
+                "reload refused (config {source}, sha256 {sha}): a TLS certificate does not load, the running config and certificates stay: {e}"
+            );
+            tracing::error!("{msg}");
+            record(core, Outcome::Error, msg.clone()).await;
+            return Err(msg);
+        }
+    };
     let routes_changed = **core.routes.load() != new.routes;
     let identity = Identity::reloaded(&new, &core.identity.load());
     core.identity.store(Arc::new(identity));
@@ -102,12 +117,13 @@ pub async fn reload(
             tracing::warn!(user = %u.name, home = %u.home, error = %e, "cannot create the user's home directory");
         }
     }
+    let certs_changed = certs.install();
     *core.config_sha256.lock().unwrap_or_else(|p| p.into_inner()) = sha.clone();
     for w in &new.warnings {
         tracing::warn!(config = %source, "{w}");
     }
     let msg = format!(
-        "reloaded (config {source}, sha256 {sha}): {} users, {} api keys, {} routes{}",
+        "reloaded (config {source}, sha256 {sha}): {} users, {} api keys, {} routes{}{}",
         new.users.len(),
         new.api_keys.len(),
         new.routes.routes().len(),
@@ -115,6 +131,11 @@ pub async fn reload(
             " (routes replaced)"
         } else {
             ""
+        },
+        if certs_changed.is_empty() {
+            String::new()
+        } else {
+            format!("; new TLS certificate: {}", certs_changed.join(", "))
         }
     );
     tracing::info!("{msg}");

@@ -185,6 +185,7 @@ pub async fn build_core(cfg: ValidConfig) -> Result<(Arc<Core>, Option<String>),
                 }
             });
     let core = Arc::new(Core {
+        certs: crate::certs::Certs::default(),
         shipped,
         config_sha256: std::sync::Mutex::new(String::new()),
         live: crate::live::LiveSessions::default(),

@@ -118,8 +118,8 @@ pub async fn bind(core: Arc<Core>, addr: SocketAddr) -> Result<FtpListener, FtpE
         } else {
             FtpsRequired::None
         };
-        let mut tls_cfg =
-            super::tls::server_config(&tls.cert, &tls.key).map_err(FtpError::Setup)?;
+        let mut tls_cfg = super::tls::server_config(&core, "ftp.tls", &tls.cert, &tls.key)
+            .map_err(FtpError::Setup)?;
         // No TLS 1.3 session tickets: an uploading client never reads them, and closing a data
         // connection with unread bytes makes the kernel send a reset that can race the file's
         // last bytes (seen with curl). TLS 1.2 session-ID resumption still works.

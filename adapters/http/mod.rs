@@ -114,8 +114,12 @@ pub struct HttpListener {
 /// A bound listener that serves only `/metrics`, without authentication (`metrics_listen`).
 pub struct MetricsListener(HttpListener);
 
-fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> Result<TlsAcceptor, HttpError> {
-    let mut cfg = super::tls::server_config(cert, key).map_err(HttpError::Tls)?;
+fn load_tls(
+    core: &Core,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<TlsAcceptor, HttpError> {
+    let mut cfg = super::tls::server_config(core, "http.tls", cert, key).map_err(HttpError::Tls)?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(cfg)))
 }
@@ -134,7 +138,7 @@ pub async fn bind(
 ) -> Result<HttpListener, HttpError> {
     let http = core.config.config.http.clone();
     let tls = match http.as_ref().and_then(|h| h.tls.as_ref()) {
-        Some(t) => Some(load_tls(&t.cert, &t.key)?),
+        Some(t) => Some(load_tls(&core, &t.cert, &t.key)?),
         None => None,
     };
     let state = AppState {

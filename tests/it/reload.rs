@@ -290,3 +290,130 @@ fn sighup_replaces_the_routes_and_keeps_what_did_not_change() {
     assert_eq!(served_by(&gw, "/moving/x").0, 404);
     assert_eq!(served_by(&gw, "/kept/x").0, 404);
 }
+
+/// `openssl ARGS...`, which must succeed.
+fn openssl(args: &[&str]) {
+    let out = run_with_timeout(Command::new("openssl").args(args), Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        crate::harness::text(&out)
+    );
+}
+
+/// A new self-signed certificate for 127.0.0.1 (P-256), written to `cert` and `key` by
+/// renaming over them, as certificate renewers do.
+fn renew(cert: &std::path::Path, key: &std::path::Path, cn: &str) {
+    let (c, k) = (cert.with_extension("new"), key.with_extension("new"));
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "30",
+        "-subj",
+        &format!("/CN={cn}"),
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+        "-keyout",
+        k.to_str().unwrap(),
+        "-out",
+        c.to_str().unwrap(),
+    ]);
+    std::fs::rename(&k, key).unwrap();
+    std::fs::rename(&c, cert).unwrap();
+}
+
+/// The subject of the certificate the server at `port` presents (`starttls`: `ftp`).
+fn served_subject(port: u16, starttls: Option<&str>) -> String {
+    let mut cmd = format!("openssl s_client -connect 127.0.0.1:{port} -servername localhost");
+    if let Some(p) = starttls {
+        cmd.push_str(&format!(" -starttls {p}"));
+    }
+    cmd.push_str(" </dev/null 2>/dev/null | openssl x509 -noout -subject");
+    let out = run_with_timeout(
+        Command::new("bash").args(["-c", &cmd]),
+        Duration::from_secs(30),
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn sighup_serves_certificates_renewed_in_place_and_refuses_a_broken_one() {
+    let tls = tempfile::tempdir().unwrap();
+    let (cert, key) = (tls.path().join("cert.pem"), tls.path().join("key.pem"));
+    std::fs::copy(root().join("fixtures/tls/cert.pem"), &cert).unwrap();
+    std::fs::copy(root().join("fixtures/tls/key.pem"), &key).unwrap();
+    let mut template = config(&["alice"], "127.0.0.1:{sftp}");
+    template.push_str(&format!(
+        "\n[http.tls]\ncert = \"{c}\"\nkey = \"{k}\"\n\n[ftp]\nlisten = \"127.0.0.1:{{ftp}}\"\n\
+         passive_ports = [{{pasv_lo}}, {{pasv_hi}}]\n\n[ftp.tls]\ncert = \"{c}\"\nkey = \"{k}\"\n",
+        c = cert.display(),
+        k = key.display()
+    ));
+    let gw = Gateway::start(&template);
+    let https = format!("https://127.0.0.1:{}/healthz", gw.http);
+    let before = served_subject(gw.http, None);
+    assert!(
+        !before.is_empty() && !before.contains("renewed"),
+        "{before}"
+    );
+    assert_eq!(served_subject(gw.ftp, Some("ftp")), before);
+
+    // Renewed in place, same config: after the reload both doors serve the new certificate,
+    // and curl trusting only it gets through.
+    renew(&cert, &key, "renewed");
+    let trusting_new = || curl(&["--cacert", cert.to_str().unwrap(), &https]).0;
+    assert_eq!(
+        trusting_new(),
+        0,
+        "the new certificate was served before the reload"
+    );
+    hup(&gw);
+    let rec = nth_config(&gw, 2);
+    assert_eq!(rec["outcome"], "ok", "{rec}");
+    let detail = rec["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("new TLS certificate: http.tls") && detail.contains("ftp.tls"),
+        "{rec}"
+    );
+    assert_eq!(trusting_new(), 200);
+    assert!(served_subject(gw.http, None).contains("renewed"));
+    assert!(served_subject(gw.ftp, Some("ftp")).contains("renewed"));
+
+    // A key that is not the certificate's: refused, and the renewed certificate stays.
+    let other = tls.path().join("other.pem");
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        other.to_str().unwrap(),
+    ]);
+    let renewed_key = std::fs::read(&key).unwrap();
+    std::fs::copy(&other, &key).unwrap();
+    hup(&gw);
+    let rec = nth_config(&gw, 3);
+    assert_eq!(rec["outcome"], "error", "{rec}");
+    assert!(
+        rec["detail"].as_str().unwrap().contains("does not belong"),
+        "{rec}"
+    );
+    assert_eq!(trusting_new(), 200);
+    assert!(served_subject(gw.ftp, Some("ftp")).contains("renewed"));
+    // Fixed: the next reload goes through, nothing changed.
+    std::fs::write(&key, renewed_key).unwrap();
+    hup(&gw);
+    let rec = nth_config(&gw, 4);
+    assert_eq!(rec["outcome"], "ok", "{rec}");
+    assert!(
+        !rec["detail"].as_str().unwrap().contains("new TLS"),
+        "{rec}"
+    );
+}
