@@ -197,6 +197,17 @@ pub(super) const HEAD_ROW: &str = "<div class=\"rec head\" aria-hidden=\"true\">
     <span class=\"action\">action</span><span class=\"outcome\">outcome</span>\
     <span class=\"bytes\">size</span><span class=\"what\">path</span></div>";
 
+/// Records as the list of expandable rows under a header row.
+pub(super) fn records_section(rows: &[Record]) -> String {
+    let mut s = String::from("<section class=\"records\" aria-label=\"Records\">");
+    s.push_str(HEAD_ROW);
+    for r in rows {
+        s.push_str(&record_row(r));
+    }
+    s.push_str("</section>");
+    s
+}
+
 /// A page of records and its count, from the index (a blocking query).
 async fn run_page(
     state: &AppState,
@@ -281,12 +292,7 @@ async fn search(
             }
             pager.push_str("</nav>");
             body.push_str(&pager);
-            body.push_str("<section class=\"records\" aria-label=\"Records\">");
-            body.push_str(HEAD_ROW);
-            for r in &rows {
-                body.push_str(&record_row(r));
-            }
-            body.push_str("</section>");
+            body.push_str(&records_section(&rows));
             body.push_str(&pager);
         }
     }

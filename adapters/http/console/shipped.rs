@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::super::AppState;
 use super::ConsoleOp;
-use super::audit::{HEAD_ROW, Params, form_to, record_row};
+use super::audit::{Params, form_to, records_section};
 use super::html::{esc, page, qv};
 
 const PAGE: usize = 50;
@@ -117,12 +117,7 @@ pub(super) async fn search(
                 );
             }
             pager.push_str("</nav>");
-            body.push_str("<section class=\"records\" aria-label=\"Records\">");
-            body.push_str(HEAD_ROW);
-            for r in &rows {
-                body.push_str(&record_row(r));
-            }
-            body.push_str("</section>");
+            body.push_str(&records_section(&rows));
             body.push_str(&pager);
         }
     }
