@@ -7,6 +7,7 @@ mod multipart;
 mod object;
 mod sftp;
 mod sftp_pool;
+mod sftp_resume;
 mod sftp_staged;
 mod webdav;
 mod webdav_staged;

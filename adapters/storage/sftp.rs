@@ -8,7 +8,8 @@
 //! - sha256: a sidecar `<root>/.gatehouse/sha256/<sha256 of the key>` holding `<hex> <etag>`,
 //!   trusted only while the file's size and mtime (its etag) match.
 //! - The upstream's status codes map to the core's kinds; lost connections are transient and the
-//!   next operation reconnects. No resume or random writes through this backend.
+//!   next operation reconnects. Resume keeps the existing file's prefix in the temporary file
+//!   (`sftp_resume.rs`: server-side `copy-data` when offered); no random writes.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -285,7 +286,7 @@ impl Drop for CloseOnDrop {
 impl Backend for SftpBackend {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            resume: false,
+            resume: true,
             set_times: true,
             real_dirs: true,
             random_write: false,
@@ -399,12 +400,6 @@ impl Backend for SftpBackend {
         if reserved(key) || key.is_root() {
             return Err(StorageError::not_found("reserved name"));
         }
-        if let StageMode::KeepPrefix(_) = mode {
-            return Err(StorageError::new(
-                StorageErrorKind::Unsupported,
-                "resume is not supported through an upstream SFTP server",
-            ));
-        }
         let conn = self.pool.get().await?;
         let dir = key.as_str().rsplit_once('/').map_or("", |(d, _)| d);
         let tmp_key = if dir.is_empty() {
@@ -420,6 +415,18 @@ impl Backend for SftpBackend {
             .await
             .map_err(|e| map(e, "open"))?
             .handle;
+        let offset = match mode {
+            StageMode::Create => 0,
+            StageMode::KeepPrefix(n) => {
+                let source = self.path(key.as_str());
+                if let Err(e) = super::sftp_resume::copy_prefix(&conn, &source, &handle, n).await {
+                    let _ = conn.sftp.close(handle).await;
+                    let _ = conn.sftp.remove(tmp).await;
+                    return Err(e);
+                }
+                n
+            }
+        };
         Ok(Box::new(SftpStaged {
             backend: SftpBackend {
                 pool: self.pool.clone(),
@@ -429,7 +436,7 @@ impl Backend for SftpBackend {
             key: key.clone(),
             tmp,
             handle: Some(handle),
-            offset: 0,
+            offset,
             inflight: FuturesUnordered::new(),
         }))
     }

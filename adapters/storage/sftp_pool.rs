@@ -41,6 +41,8 @@ pub(crate) struct Conn {
     pub sftp: Arc<RawSftpSession>,
     /// `posix-rename@openssh.com`: a rename that replaces atomically.
     pub posix_rename: bool,
+    /// `copy-data`: server-side copies (resume keeps the prefix without moving it).
+    pub copy_data: bool,
     ssh: russh::client::Handle<Pinned>,
 }
 
@@ -189,9 +191,13 @@ async fn connect(up: &Upstream) -> Result<Conn, StorageError> {
         .extensions
         .get("posix-rename@openssh.com")
         .is_some_and(|v| v == "1");
+    let copy_data = version
+        .extensions
+        .contains_key(super::sftp_resume::COPY_DATA);
     Ok(Conn {
         sftp: Arc::new(sftp),
         posix_rename,
+        copy_data,
         ssh,
     })
 }

@@ -213,6 +213,40 @@ fn every_door_lands_intact(cloud: Cloud) {
         "{rec}"
     );
     assert!(upstream_sha256(cloud, &name, "partners/acme/inbox/cut.bin", &up).is_none());
+
+    if matches!(cloud, Cloud::Sftp) {
+        // Resume (OpenSSH `reput`): the first 5 MiB are on the upstream, the rest follows.
+        let part = dir.path().join("part.bin");
+        std::fs::write(&part, &std::fs::read(&big).unwrap()[..5 << 20]).unwrap();
+        let (ok, out) = sftp_batch(
+            &gw,
+            &k,
+            &format!(
+                "put {} inbox/r.bin\nreput {} inbox/r.bin\n",
+                part.display(),
+                big.display()
+            ),
+            &[],
+        );
+        assert!(ok, "{out}");
+        let want = sha256_file(&big);
+        assert_eq!(
+            upstream_sha256(cloud, &name, "partners/acme/inbox/r.bin", &up).as_deref(),
+            Some(want.as_str()),
+            "the resumed file on the upstream"
+        );
+        let rec = gw
+            .audit()
+            .into_iter()
+            .filter(|r| r["action"] == "upload" && r["path"] == "/partners/acme/inbox/r.bin")
+            .next_back()
+            .unwrap();
+        assert_eq!(rec["outcome"], "ok", "{rec}");
+        assert_eq!(rec["sha256"], want, "{rec}");
+        // Only the rest crossed the gateway: the prefix was kept on the upstream.
+        let total = std::fs::metadata(&big).unwrap().len();
+        assert_eq!(rec["bytes"], total - (5 << 20), "{rec}");
+    }
 }
 
 #[test]
