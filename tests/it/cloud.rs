@@ -238,8 +238,7 @@ fn every_door_lands_intact(cloud: Cloud) {
         let rec = gw
             .audit()
             .into_iter()
-            .filter(|r| r["action"] == "upload" && r["path"] == "/partners/acme/inbox/r.bin")
-            .next_back()
+            .rfind(|r| r["action"] == "upload" && r["path"] == "/partners/acme/inbox/r.bin")
             .unwrap();
         assert_eq!(rec["outcome"], "ok", "{rec}");
         assert_eq!(rec["sha256"], want, "{rec}");
