@@ -276,6 +276,14 @@ fn three_nodes_ship_signed_chains_and_verify_remote_names_every_tampering() {
     );
     let (_, local) = curl(&["-b", &jar, &nodes[2].url("/console/audit")]);
     assert!(local.contains("/console/audit/shipped"), "{local}");
+    // A node the bucket does not list is not read (the name would become part of a key).
+    let (code, page) = curl(&[
+        "-b",
+        &jar,
+        &nodes[2].url("/console/audit/shipped?node=..%2F..%2Fetc"),
+    ]);
+    assert_eq!(code, 200);
+    assert!(page.contains("no node ../../etc has shipped"), "{page}");
     // Not for anyone without an operator's console session.
     let (code, _) = curl(&[&nodes[2].url("/console/audit/shipped?node=gw-2")]);
     assert!(code == 303 || code == 401, "{code}");

@@ -2,9 +2,9 @@
 //! behind Debian HAProxy (PROXY protocol to every node), driven by Python clients from their own
 //! loopback addresses. A rate limit holds over the three nodes as one; a ban earned on one node
 //! over SFTP holds on the others over FTP and HTTP; an account locked by failures spread over
-//! the nodes stays locked everywhere; with Redis hung (SIGSTOP) or gone, each `on_store_error`
-//! mode does what it says within bounded latency, and the nodes return to shared limits when it
-//! comes back. Every node's audit shows the real client behind the balancer, and a node killed
+//! the nodes stays locked everywhere; with Redis hung (SIGSTOP), slowed (DEBUG SLEEP) or gone,
+//! each `on_store_error` mode does what it says within bounded latency, and the nodes return to
+//! shared limits when it comes back. Every node's audit shows the real client behind the balancer, and a node killed
 //! mid-run loses nothing acknowledged.
 
 use std::io::{Read, Write};
@@ -31,6 +31,8 @@ impl Redis {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            // DEBUG SLEEP slows it in the failure-mode test (Redis 7 refuses DEBUG by default).
+            .args(["--enable-debug-command", "local"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -490,7 +492,7 @@ fn a_ban_or_lock_earned_on_one_node_holds_on_every_node_and_door() {
 }
 
 #[test]
-fn with_redis_hung_or_gone_each_on_store_error_mode_does_what_it_says() {
+fn with_redis_hung_slowed_or_gone_each_on_store_error_mode_does_what_it_says() {
     let c = cluster(["local", "open", "closed"], 1, 2);
     let [local, open, closed] = [&c.nodes[0], &c.nodes[1], &c.nodes[2]];
     wait_store(&c, "up");
@@ -498,18 +500,32 @@ fn with_redis_hung_or_gone_each_on_store_error_mode_does_what_it_says() {
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["cluster"]["on_store_error"], "closed");
 
-    for (sig, label) in [("-STOP", "hung"), ("-KILL", "gone")] {
-        if label == "gone" {
-            // Shared limits resumed after SIGCONT; now the server disappears altogether.
+    let mut sleeper = None;
+    for (sig, label) in [("-STOP", "hung"), ("sleep", "slowed"), ("-KILL", "gone")] {
+        if label != "hung" {
+            // Shared limits resumed (after SIGCONT, or the DEBUG SLEEP's end); now Redis is
+            // slowed by DEBUG SLEEP (busy for 6 s, answering nothing meanwhile), then it
+            // disappears altogether.
             assert!(c.redis.signal("-CONT"));
             wait_store(&c, "up");
         }
-        assert!(c.redis.signal(sig));
-        // Requests stay fast whatever the mode: bounded by timeout_ms, then decided locally.
-        let from = if label == "hung" {
-            "127.0.0.61"
+        if sig == "sleep" {
+            sleeper = Some(
+                Command::new("redis-cli")
+                    .args(["-p", &c.redis.port.to_string(), "DEBUG", "SLEEP", "6"])
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            );
+            std::thread::sleep(Duration::from_millis(100));
         } else {
-            "127.0.0.62"
+            assert!(c.redis.signal(sig));
+        }
+        // Requests stay fast whatever the mode: bounded by timeout_ms, then decided locally.
+        let from = match label {
+            "hung" => "127.0.0.61",
+            "slowed" => "127.0.0.63",
+            _ => "127.0.0.62",
         };
         let mut local_codes = Vec::new();
         for i in 0..5 {
@@ -548,6 +564,9 @@ fn with_redis_hung_or_gone_each_on_store_error_mode_does_what_it_says() {
         assert_eq!(code, 503, "{body}");
         let (code, body) = readyz(local);
         assert_eq!(code, 200, "{body}");
+    }
+    if let Some(mut s) = sleeper {
+        let _ = s.wait();
     }
     // Every switch is audited on every node, and the gauge says so.
     for n in &c.nodes {

@@ -75,6 +75,16 @@ pub(super) async fn search(
         body.push_str("<p>Nothing has been shipped yet.</p>");
         return page(title, "audit", op.header(), &body);
     }
+    // Only a node the bucket lists: the name becomes part of an object key.
+    if !nodes.contains(&chosen) {
+        let _ = write!(
+            body,
+            "<p class=\"error\" role=\"alert\">no node {} has shipped to {}</p>",
+            esc(&chosen),
+            esc(&log.backend_name)
+        );
+        return page(title, "audit", op.header(), &body);
+    }
     let hidden = format!(
         "<input type=\"hidden\" name=\"node\" value=\"{}\">",
         esc(&chosen)
