@@ -9,7 +9,8 @@
 //!   trusted only while the file's size and mtime (its etag) match.
 //! - The upstream's status codes map to the core's kinds; lost connections are transient and the
 //!   next operation reconnects. Resume keeps the existing file's prefix in the temporary file
-//!   (`sftp_resume.rs`: server-side `copy-data` when offered); no random writes.
+//!   (`sftp_resume.rs`: server-side `copy-data` when offered); read-write opens write at any
+//!   offset of the temporary file and read it back.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -240,7 +241,7 @@ impl SftpBackend {
 
 /// Reads `len` bytes at `offset` (fewer only at the end of the file), however the server splits
 /// its answers.
-async fn read_chunk(
+pub(super) async fn read_chunk(
     sftp: Arc<russh_sftp::client::RawSftpSession>,
     handle: String,
     offset: u64,
@@ -289,7 +290,7 @@ impl Backend for SftpBackend {
             resume: true,
             set_times: true,
             real_dirs: true,
-            random_write: false,
+            random_write: true,
         }
     }
 
@@ -408,7 +409,13 @@ impl Backend for SftpBackend {
             format!("{dir}/{TMP_PREFIX}{}.part", uuid::Uuid::new_v4())
         };
         let tmp = self.path(&tmp_key);
-        let flags = OpenFlags::CREATE | OpenFlags::TRUNCATE | OpenFlags::WRITE | OpenFlags::EXCLUDE;
+        // Readable too: read-write opens read back what they wrote, and the digest after
+        // random writes is read from it.
+        let flags = OpenFlags::CREATE
+            | OpenFlags::TRUNCATE
+            | OpenFlags::WRITE
+            | OpenFlags::READ
+            | OpenFlags::EXCLUDE;
         let handle = conn
             .sftp
             .open(tmp.clone(), flags, FileAttributes::default())

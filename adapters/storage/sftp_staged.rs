@@ -1,5 +1,7 @@
 //! An upload to the upstream SFTP server in progress: pipelined writes into the hidden temporary
-//! file, renamed into place at commit (and removed on abort or drop).
+//! file, renamed into place at commit (and removed on abort or drop). Writes at other offsets
+//! and reads back (read-write opens) wait for the pipelined writes first, so they see them and
+//! overlapping writes land in order.
 
 use std::sync::Arc;
 
@@ -8,7 +10,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
-use super::sftp::{CHUNK, IN_FLIGHT, RESERVED, SftpBackend, etag, map};
+use super::sftp::{CHUNK, IN_FLIGHT, RESERVED, SftpBackend, etag, map, read_chunk};
 use super::sftp_pool::Conn;
 use crate::vfs::backend::{CommitMode, Key, StagedWrite, StorageError, StorageErrorKind};
 
@@ -26,6 +28,12 @@ pub(super) struct SftpStaged {
 }
 
 impl SftpStaged {
+    fn open_handle(&self) -> Result<String, StorageError> {
+        self.handle.clone().ok_or_else(|| {
+            StorageError::new(StorageErrorKind::Permanent, "upload already finished")
+        })
+    }
+
     async fn drain(&mut self) -> Result<(), StorageError> {
         let mut first = Ok(());
         while let Some(r) = self.inflight.next().await {
@@ -49,12 +57,7 @@ impl SftpStaged {
 #[async_trait]
 impl StagedWrite for SftpStaged {
     async fn write(&mut self, data: Bytes) -> Result<(), StorageError> {
-        let Some(handle) = self.handle.clone() else {
-            return Err(StorageError::new(
-                StorageErrorKind::Permanent,
-                "upload already finished",
-            ));
-        };
+        let handle = self.open_handle()?;
         let mut at = 0;
         while at < data.len() {
             while self.inflight.len() >= IN_FLIGHT {
@@ -74,6 +77,56 @@ impl StagedWrite for SftpStaged {
             }));
         }
         Ok(())
+    }
+
+    async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<(), StorageError> {
+        let handle = self.open_handle()?;
+        self.drain().await?;
+        let mut at = 0;
+        while at < data.len() {
+            let piece = data.slice(at..(at + CHUNK).min(data.len()));
+            self.conn
+                .sftp
+                .write(handle.clone(), offset + at as u64, piece.to_vec())
+                .await
+                .map_err(|e| map(e, "write"))?;
+            at += piece.len();
+        }
+        self.offset = self.offset.max(offset + data.len() as u64);
+        Ok(())
+    }
+
+    async fn read_at(&mut self, offset: u64, len: usize) -> Result<Bytes, StorageError> {
+        let handle = self.open_handle()?;
+        self.drain().await?;
+        read_chunk(self.conn.sftp.clone(), handle, offset, len).await
+    }
+
+    async fn content_sha256(&mut self) -> Result<[u8; 32], StorageError> {
+        use sha2::Digest;
+        let handle = self.open_handle()?;
+        self.drain().await?;
+        let size = self
+            .conn
+            .sftp
+            .fstat(handle.clone())
+            .await
+            .map_err(|e| map(e, "fstat"))?
+            .attrs
+            .size
+            .unwrap_or(0);
+        let sftp = self.conn.sftp.clone();
+        let mut chunks = futures::stream::iter((0..size).step_by(CHUNK))
+            .map(|off| {
+                let len = CHUNK.min((size - off) as usize);
+                read_chunk(sftp.clone(), handle.clone(), off, len)
+            })
+            .buffered(IN_FLIGHT);
+        let mut h = sha2::Sha256::new();
+        while let Some(c) = chunks.next().await {
+            h.update(&c?);
+        }
+        Ok(h.finalize().into())
     }
 
     async fn commit(

@@ -230,7 +230,8 @@ pub trait StagedWrite: Send {
     ) -> Result<(), StorageError>;
     /// Throws the staged content away.
     async fn abort(self: Box<Self>);
-    /// Writes at `offset` (backends with `random_write`); later bytes stay as they were.
+    /// Writes at `offset` (backends with `random_write`); later bytes stay as they were. After
+    /// the first `write_at`, every later write of the upload is a `write_at` too.
     async fn write_at(&mut self, offset: u64, _data: Bytes) -> Result<(), StorageError> {
         Err(StorageError::new(
             StorageErrorKind::Unsupported,

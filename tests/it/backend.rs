@@ -229,6 +229,34 @@ async fn conformance(b: Arc<dyn Backend>) {
         }
     }
 
+    // Random writes and reads back (read-write opens), where supported.
+    put(b, "rw.txt", b"0123456789").await;
+    match b.stage(&k("rw.txt"), StageMode::KeepPrefix(10)).await {
+        Err(e) => {
+            assert!(!b.capabilities().resume);
+            assert_eq!(e.kind, StorageErrorKind::Unsupported);
+        }
+        Ok(mut w) => {
+            let r = w.write_at(2, Bytes::from_static(b"ab")).await;
+            if b.capabilities().random_write {
+                r.unwrap();
+                // Past the end, then an overlapping write: the later one wins. (After a
+                // write_at every write is one, as the core's upload makes them.)
+                w.write_at(10, Bytes::from_static(b"XY")).await.unwrap();
+                w.write_at(11, Bytes::from_static(b"Z")).await.unwrap();
+                assert_eq!(&w.read_at(0, 64).await.unwrap()[..], b"01ab456789XZ");
+                assert_eq!(&w.read_at(3, 2).await.unwrap()[..], b"b4");
+                let sha: [u8; 32] = sha2::Sha256::digest(b"01ab456789XZ").into();
+                assert_eq!(w.content_sha256().await.unwrap(), sha);
+                w.commit(sha, CommitMode::Replace).await.unwrap();
+                assert_eq!(read_all(b, "rw.txt", None).await, b"01ab456789XZ");
+            } else {
+                assert_eq!(r.unwrap_err().kind, StorageErrorKind::Unsupported);
+                w.abort().await;
+            }
+        }
+    }
+
     // Reserved names are not reachable.
     assert!(b.stat(&k(".gatehouse")).await.unwrap().is_none());
     assert!(
