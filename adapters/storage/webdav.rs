@@ -283,7 +283,7 @@ impl WebDavBackend {
 impl Backend for WebDavBackend {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            resume: false,
+            resume: true,
             set_times: false,
             real_dirs: true,
             random_write: false,
@@ -417,7 +417,11 @@ impl Backend for WebDavBackend {
 
 impl WebDavBackend {
     /// GET of any path under the share (the gateway's own files included).
-    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<ByteStream, StorageError> {
+    pub(super) async fn get(
+        &self,
+        key: &str,
+        range: Option<Range<u64>>,
+    ) -> Result<ByteStream, StorageError> {
         if let Some(r) = &range
             && r.start >= r.end
         {
@@ -449,12 +453,6 @@ impl WebDavBackend {
         if reserved(key) || key.is_root() {
             return Err(StorageError::not_found("reserved name"));
         }
-        if let StageMode::KeepPrefix(_) = mode {
-            return Err(err(
-                StorageErrorKind::Unsupported,
-                "WebDAV cannot continue a partial file",
-            ));
-        }
         // The parent must exist (a PUT there would fail only at the end).
         let parent = key.as_str().rsplit_once('/').map_or("", |(p, _)| p);
         if !parent.is_empty() && !self.props(parent).await?.is_some_and(|p| p.collection) {
@@ -476,13 +474,20 @@ impl WebDavBackend {
             let _ = resp.into_body().collect().await;
             Ok::<StatusCode, StorageError>(status)
         });
-        Ok(Box::new(WebDavStaged {
+        let mut staged = Box::new(WebDavStaged {
             backend: Arc::new(self.clone_handle()),
             key: key.clone(),
             tmp,
             tx: Some(tx),
             put: Some(put),
-        }))
+        });
+        if let StageMode::KeepPrefix(n) = mode
+            && let Err(e) = staged.keep_prefix(n).await
+        {
+            staged.abort().await;
+            return Err(e);
+        }
+        Ok(staged)
     }
 
     async fn delete_file(&self, key: &Key) -> Result<(), StorageError> {

@@ -1,10 +1,12 @@
 //! A WebDAV upload in progress: a chunked PUT fed through a channel as the client writes, into
-//! a hidden temporary resource that commit `MOVE`s into place (and abort or drop removes).
+//! a hidden temporary resource that commit `MOVE`s into place (and abort or drop removes). A
+//! resumed upload's PUT starts with the existing file's prefix.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
 use http::{Method, StatusCode};
 use tokio::sync::mpsc;
 
@@ -45,6 +47,28 @@ impl WebDavStaged {
             Ok(Err(e)) => Err(e),
             Err(e) => Err(transport(e)),
         }
+    }
+
+    /// Resume: the PUT starts with the first `n` bytes of the file at the key (WebDAV has no
+    /// server-side partial copy, so they are read back with a ranged GET).
+    pub(super) async fn keep_prefix(&mut self, n: u64) -> Result<(), StorageError> {
+        if n == 0 {
+            return Ok(());
+        }
+        let mut prefix = self.backend.get(self.key.as_str(), Some(0..n)).await?;
+        let mut kept = 0u64;
+        while let Some(chunk) = prefix.next().await {
+            let chunk = chunk?;
+            kept += chunk.len() as u64;
+            self.write(chunk).await?;
+        }
+        if kept != n {
+            return Err(err(
+                StorageErrorKind::Permanent,
+                format!("file shrank during resume: {kept} of {n} bytes kept"),
+            ));
+        }
+        Ok(())
     }
 
     async fn remove_tmp(&self) {
