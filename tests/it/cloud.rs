@@ -250,24 +250,7 @@ fn every_door_lands_intact(cloud: Cloud) {
         // Read-write opens and random writes (paramiko, as sshfs and WinSCP do them): edits in
         // place read back their own writes, a file written out of order has its hole, and the
         // record's sha256 is the final content's, as on local disk.
-        let out = run_with_timeout(
-            Command::new(python())
-                .arg(root().join("tests/py/sftp_conformance.py"))
-                .arg(gw.sftp.to_string()),
-            Duration::from_secs(120),
-        );
-        assert!(out.status.success(), "{}", text(&out));
-        let said = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(said.contains("ok disk"), "{said}");
-        let sha = said
-            .lines()
-            .find_map(|l| l.strip_prefix("sha256 rand.bin "))
-            .unwrap()
-            .to_string();
-        let rec = gw
-            .wait_audit(|r| r["action"] == "upload" && r["path"] == "/partners/acme/inbox/rand.bin")
-            .unwrap();
-        assert_eq!(rec["sha256"], sha, "{rec}");
+        let sha = crate::sftp_conformance::in_place_edits_recorded(&gw);
         assert_eq!(
             upstream_sha256(cloud, &name, "partners/acme/inbox/rand.bin", &up).as_deref(),
             Some(sha.as_str())

@@ -9,6 +9,27 @@ use std::time::Duration;
 use crate::harness::{Gateway, python, root, run_with_timeout, text};
 use crate::sftp::{Store, config, inbox, key, seed, sftp_batch};
 
+/// Runs the paramiko conformance script in its local-disk mode (edits in place, random
+/// writes) and checks the audit record of its out-of-order file against the final content's
+/// sha256, which it returns.
+pub fn in_place_edits_recorded(gw: &Gateway) -> String {
+    let said = paramiko(gw, Store::Disk);
+    assert!(said.contains("ok disk"), "{said}");
+    let sha = said
+        .lines()
+        .find_map(|l| l.strip_prefix("sha256 rand.bin "))
+        .unwrap()
+        .to_string();
+    let rec = gw
+        .wait_audit(|r| r["action"] == "upload" && r["path"] == "/partners/acme/inbox/rand.bin")
+        .unwrap();
+    assert_eq!(
+        rec["sha256"], sha,
+        "the record hashes the final content: {rec}"
+    );
+    sha
+}
+
 fn paramiko(gw: &Gateway, store: Store) -> String {
     let mut cmd = Command::new(python());
     cmd.arg(root().join("tests/py/sftp_conformance.py"))
@@ -26,19 +47,7 @@ fn openssh_df_ln_and_in_place_edits_on_disk() {
     let gw = Gateway::start(&config(Store::Disk));
     inbox(&gw, Store::Disk);
     seed(&gw, Store::Disk, "readonly/catalog.csv", b"sku\n1\n");
-    let said = paramiko(&gw, Store::Disk);
-    let sha = said
-        .lines()
-        .find_map(|l| l.strip_prefix("sha256 rand.bin "))
-        .unwrap()
-        .to_string();
-    let rec = gw
-        .wait_audit(|r| r["action"] == "upload" && r["path"] == "/partners/acme/inbox/rand.bin")
-        .unwrap();
-    assert_eq!(
-        rec["sha256"], sha,
-        "the record hashes the final content: {rec}"
-    );
+    in_place_edits_recorded(&gw);
     let dir = tempfile::tempdir().unwrap();
     let k = key(dir.path(), "client_ed25519");
     let (ok, out) = sftp_batch(
