@@ -74,11 +74,6 @@ impl CertStore {
             current: arc_swap::ArcSwap::new(read(cert, key)?),
         }))
     }
-
-    /// The served certificate's fingerprint.
-    pub fn fingerprint(&self) -> String {
-        fingerprint(&self.current.load())
-    }
 }
 
 impl ResolvesServerCert for CertStore {
@@ -147,7 +142,7 @@ mod tests {
     #[test]
     fn loads_the_fixture_and_refuses_a_missing_key() {
         let s = CertStore::load("http.tls", &fixture("cert.pem"), &fixture("key.pem")).unwrap();
-        assert_eq!(s.fingerprint().len(), 16);
+        assert_eq!(fingerprint(&s.current.load()).len(), 16);
         let e =
             CertStore::load("http.tls", &fixture("cert.pem"), &fixture("nope.pem")).unwrap_err();
         assert!(e.contains("nope.pem"), "{e}");

@@ -442,8 +442,13 @@ fn start_shipper(
         public = %crate::ship::checkpoint::public_text(&key.verifying_key()),
         "audit shipping on; checkpoints are signed with this key"
     );
+    // The backend built for the console's shipped-log view, or built now if that failed.
+    let backend = match &core.shipped {
+        Some(log) => log.backend(),
+        None => named_backend(cfg, &ship.backend)?,
+    };
     let shipper = crate::ship::Shipper {
-        backend: named_backend(cfg, &ship.backend)?,
+        backend,
         backend_name: ship.backend.clone(),
         layout: crate::ship::Layout::new(&ship.prefix),
         node: node_name(cfg),

@@ -5,6 +5,7 @@
 
 pub mod api_key;
 pub mod ban;
+mod ban_table;
 pub mod jwt;
 pub mod password;
 pub mod pubkey;

@@ -37,6 +37,11 @@ impl ShippedLog {
         }
     }
 
+    /// The backend it reads (the shipper writes there too).
+    pub fn backend(&self) -> Arc<dyn Backend> {
+        self.backend.clone()
+    }
+
     /// The nodes that shipped.
     pub async fn nodes(&self) -> Result<Vec<String>, StorageError> {
         super::verify::shipped_nodes(self.backend.as_ref(), &self.layout).await
