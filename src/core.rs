@@ -80,6 +80,15 @@ pub enum ConsoleRefusal {
 }
 
 impl Core {
+    /// A listener's connection admission for `door`: `max_connections` and
+    /// `max_connections_per_ip` on this node, and the per-address count over the cluster in
+    /// the multi-node mode.
+    pub fn admission(&self, door: &'static str) -> crate::limits::Admission {
+        let limits = &self.config.config.limits;
+        crate::limits::Admission::new(limits.max_connections, limits.max_connections_per_ip)
+            .shared(self.cluster.clone(), door)
+    }
+
     /// The index, once it holds every record written so far (waiting up to 2 s for it to
     /// catch up); `None` when there is none or it is behind: then scan the files.
     pub async fn current_index(&self) -> Option<&crate::audit::index::AuditIndex> {

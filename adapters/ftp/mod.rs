@@ -14,7 +14,6 @@ use libunftp::ServerBuilder;
 use libunftp::options::{FtpsRequired, Hardening, PassiveHost, Shutdown};
 
 use crate::core::Core;
-use crate::limits::Admission;
 use auth::{FtpAuth, FtpUser, FtpUsers};
 use storage::{FtpStorage, Sha256Site};
 
@@ -55,8 +54,7 @@ pub async fn bind(core: Arc<Core>, addr: SocketAddr) -> Result<FtpListener, FtpE
     let limits = &core.config.config.limits;
     // Every connection is admitted (listener cap, per-address cap) when it is accepted, before
     // any command is read, so pre-login connections count too.
-    let admission = Admission::new(limits.max_connections, limits.max_connections_per_ip)
-        .shared(core.cluster.clone(), "ftp");
+    let admission = core.admission("ftp");
     let hardening = Hardening {
         login_timeout: std::time::Duration::from_secs(limits.login_timeout_secs.max(1)),
         admission: Some(Arc::new(move |remote: SocketAddr| {

@@ -156,11 +156,7 @@ pub async fn bind(
         workers: Some(Arc::new(workers)),
         tls,
         router,
-        admission: Admission::new(
-            core.config.config.limits.max_connections,
-            core.config.config.limits.max_connections_per_ip,
-        )
-        .shared(core.cluster.clone(), "http"),
+        admission: core.admission("http"),
         header_timeout: Duration::from_secs(http.map_or(30, |h| h.header_timeout_secs)),
         core,
     })

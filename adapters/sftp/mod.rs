@@ -199,8 +199,7 @@ pub async fn bind(core: Arc<Core>, addr: SocketAddr) -> Result<SftpListener, Sft
         .await
         .map_err(|source| SftpError::Bind { addr, source })?;
     Ok(SftpListener {
-        admission: Admission::new(limits.max_connections, limits.max_connections_per_ip)
-            .shared(core.cluster.clone(), "sftp"),
+        admission: core.admission("sftp"),
         core,
         listener,
         config: Arc::new(config),
