@@ -435,7 +435,7 @@ fn azure_lists_large_directories_page_by_page() {
 }
 
 fn gcs_backend(bucket: &str, dir: &std::path::Path) -> Arc<dyn Backend> {
-    crate::emulators::gcs_bucket(bucket);
+    crate::emulators::gcs_bucket(&crate::emulators::fake_gcs().endpoint, bucket);
     storage::build(
         "gcs",
         &ValidBackend::Gcs {

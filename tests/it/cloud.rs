@@ -10,8 +10,8 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use crate::emulators::{
-    AZURE_ACCOUNT, AZURE_KEY, Sshd, WebDav, azure, azurite, fake_gcs, gcs_bucket, gcs_credentials,
-    gcs_sha256,
+    AZURE_ACCOUNT, AZURE_KEY, OwnGcs, Sshd, WebDav, azure, azurite, fake_gcs, gcs_bucket,
+    gcs_credentials, gcs_sha256,
 };
 use crate::harness::{
     Gateway, python, root, run_with_timeout, sha256_file, text, unique, write_random,
@@ -34,6 +34,17 @@ struct Upstreams {
     sshd: Option<Sshd>,
     key: Option<std::path::PathBuf>,
     gcs_credentials: Option<std::path::PathBuf>,
+    /// A GCS emulator of the test's own (else the shared one).
+    gcs: Option<OwnGcs>,
+}
+
+impl Upstreams {
+    fn gcs_endpoint(&self) -> String {
+        match &self.gcs {
+            Some(g) => g.endpoint.clone(),
+            None => fake_gcs().endpoint.clone(),
+        }
+    }
 }
 
 /// The sftp tests' layout (acme, home /partners/acme, full rights in /inbox) on a cloud store.
@@ -58,11 +69,11 @@ fn config(cloud: Cloud, name: &str, up: &Upstreams) -> String {
             )
         }
         Cloud::Gcs => {
-            gcs_bucket(name);
+            gcs_bucket(&up.gcs_endpoint(), name);
             format!(
                 "kind = \"gcs\"\nbucket = \"{name}\"\nservice_account_file = \"{}\"\nendpoint = \"{}\"\npart_size_mib = 5",
                 up.gcs_credentials.as_ref().unwrap().display(),
-                fake_gcs().endpoint
+                up.gcs_endpoint()
             )
         }
         Cloud::Azure => {
@@ -91,7 +102,7 @@ fn upstream_sha256(cloud: Cloud, name: &str, key: &str, up: &Upstreams) -> Optio
             let p = up.sshd.as_ref()?.root().join(key);
             p.is_file().then(|| sha256_file(&p))
         }
-        Cloud::Gcs => gcs_sha256(name, key),
+        Cloud::Gcs => gcs_sha256(&up.gcs_endpoint(), name, key),
         Cloud::Azure => {
             let listed = azure(&["list", name]);
             listed
@@ -375,4 +386,81 @@ fn an_upstream_sftp_server_that_fails_or_is_not_the_pinned_one_gets_a_clear_erro
         ),
         sha256_file(&file)
     );
+}
+
+/// The store going away mid-upload (HTTP, curl-like client paused at 4 MiB of 20): the client is
+/// told, nothing lands at the final name, and the gateway works again once the store is back.
+fn a_store_going_away_mid_upload_is_survived(cloud: Cloud) {
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("down");
+    let mut up = Upstreams::default();
+    match cloud {
+        Cloud::WebDav => up.share = Some(WebDav::start()),
+        Cloud::Gcs => {
+            up.gcs = Some(OwnGcs::start());
+            up.gcs_credentials = Some(gcs_credentials(dir.path()));
+        }
+        other => panic!("{other:?} is not restartable here"),
+    }
+    let gw = Gateway::start(&config(cloud, &name, &up));
+    let (code, body) = curl(&[
+        "-u",
+        "acme:secret",
+        "-X",
+        "POST",
+        &gw.url("/v1/files/inbox?op=mkdir"),
+    ]);
+    assert_eq!(code, 201, "{body}");
+    let (mut client, mut out) = paused_upload("http", gw.http, "inbox/cut.bin", 20 << 20, 4 << 20);
+    match cloud {
+        Cloud::WebDav => up.share.as_mut().unwrap().stop(),
+        _ => up.gcs.as_mut().unwrap().stop(),
+    }
+    use std::io::Write;
+    writeln!(client.stdin.as_mut().unwrap()).unwrap();
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let _ = client.wait();
+    let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap_or_default();
+    assert_eq!(v["ok"], false, "the client is told: {line}");
+    let rec = gw
+        .wait_audit(|r| {
+            r["action"] == "upload"
+                && r["outcome"] == "error"
+                && r["path"] == "/partners/acme/inbox/cut.bin"
+        })
+        .expect("the failed upload is recorded");
+    assert!(
+        rec["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "{rec}"
+    );
+    match cloud {
+        Cloud::WebDav => up.share.as_mut().unwrap().restart(),
+        _ => up.gcs.as_mut().unwrap().restart(),
+    }
+    assert!(upstream_sha256(cloud, &name, "partners/acme/inbox/cut.bin", &up).is_none());
+    let file = dir.path().join("f.bin");
+    write_random(&file, 6 * 1024 * 1024 + 3);
+    let (code, body) = curl(&[
+        "-u",
+        "acme:secret",
+        "-T",
+        file.to_str().unwrap(),
+        &gw.url("/v1/files/inbox/after.bin"),
+    ]);
+    assert_eq!(code, 201, "recovered: {body}");
+    assert_eq!(
+        upstream_sha256(cloud, &name, "partners/acme/inbox/after.bin", &up),
+        Some(sha256_file(&file))
+    );
+}
+
+#[test]
+fn gcs_going_away_mid_upload_is_survived() {
+    a_store_going_away_mid_upload_is_survived(Cloud::Gcs);
+}
+
+#[test]
+fn webdav_going_away_mid_upload_is_survived() {
+    a_store_going_away_mid_upload_is_survived(Cloud::WebDav);
 }

