@@ -271,6 +271,30 @@ fn every_door_lands_intact(cloud: Cloud) {
         // Only the rest came from the client: the prefix was kept from the upstream.
         let total = std::fs::metadata(&big).unwrap().len();
         assert_eq!(rec["bytes"], total - (5 << 20), "{rec}");
+
+        // FTP resume (ftplib `REST` then `STOR`) onto the same backend: the rest appends.
+        let script = "import ftplib, io, sys\n\
+            port, src = int(sys.argv[1]), open(sys.argv[2], 'rb').read()\n\
+            ftp = ftplib.FTP(); ftp.connect('127.0.0.1', port, timeout=60); ftp.login('acme', 'secret')\n\
+            ftp.storbinary('STOR inbox/fr.bin', io.BytesIO(src[:5 << 20]))\n\
+            ftp.storbinary('STOR inbox/fr.bin', io.BytesIO(src[5 << 20:]), rest=5 << 20)\n\
+            print(ftp.size('inbox/fr.bin')); ftp.quit()\n";
+        let out = run_with_timeout(
+            Command::new(python())
+                .args(["-c", script, &gw.ftp.to_string()])
+                .arg(&big),
+            Duration::from_secs(120),
+        );
+        assert!(out.status.success(), "ftplib REST+STOR: {}", text(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            total.to_string()
+        );
+        assert_eq!(
+            upstream_sha256(cloud, &name, "partners/acme/inbox/fr.bin", &up).as_deref(),
+            Some(want.as_str()),
+            "the file resumed over FTP, on the upstream"
+        );
     }
     if matches!(cloud, Cloud::Sftp) {
         // Read-write opens and random writes (paramiko, as sshfs and WinSCP do them): edits in
