@@ -318,9 +318,6 @@ impl Indexer {
                      file) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)",
                 )
                 .map_err(&e)?;
-            let mut fts = tx
-                .prepare_cached("INSERT INTO detail_fts(rowid, detail) VALUES(?1, ?2)")
-                .map_err(&e)?;
             for (r, file) in records.iter().zip(files.iter().copied()) {
                 ins.execute(params![
                     r.seq as i64,
@@ -344,10 +341,19 @@ impl Indexer {
                     file as i64,
                 ])
                 .map_err(&e)?;
-                if let Some(d) = &r.detail {
-                    fts.execute(params![r.seq as i64, d]).map_err(&e)?;
-                }
                 check_step(&mut self.status, r, file);
+            }
+            // The batch's details into the full-text index in one statement: FTS5 writes its
+            // pending rows out at every statement's savepoint, so a row at a time flushed (and
+            // merged) a segment per record (perf: 11% of the gateway under proxied load).
+            if let (Some(first), Some(last)) = (records.first(), records.last()) {
+                tx.prepare_cached(
+                    "INSERT INTO detail_fts(rowid, detail) SELECT seq, detail FROM records
+                     WHERE seq >= ?1 AND seq <= ?2 AND detail IS NOT NULL",
+                )
+                .map_err(&e)?
+                .execute(params![first.seq as i64, last.seq as i64])
+                .map_err(&e)?;
             }
         }
         meta_set(&tx, "verified_seq", &self.status.verified_seq.to_string()).map_err(&e)?;
