@@ -33,7 +33,7 @@ use object_store::{
     GetResultPayload, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMode,
     PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
 };
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::utf8_percent_encode;
 use serde::Deserialize;
 
 use super::gcs_upload::Session;
@@ -46,15 +46,8 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Attempts of an idempotent request on a connection error, 429 or 5xx.
 const ATTEMPTS: u32 = 3;
 
-/// RFC 3986 unreserved characters stay; everything else, `/` included, is escaped.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
 pub(super) fn enc(s: &str) -> String {
-    utf8_percent_encode(s, SEGMENT).to_string()
+    utf8_percent_encode(s, super::URL_SEGMENT).to_string()
 }
 
 /// The failure of one request, as object_store's error kinds.

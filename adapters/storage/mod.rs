@@ -33,6 +33,14 @@ pub use object::ObjectBackend;
 pub use sftp::SftpBackend;
 pub use webdav::WebDavBackend;
 
+/// Characters escaped in a URL path segment: RFC 3986's unreserved ones stay, everything else
+/// (`/` included) is escaped.
+const URL_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Google Cloud Storage's public endpoint (JSON API).
 const GCS_BASE: &str = "https://storage.googleapis.com";
 

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use percent_encoding::{percent_decode_str, utf8_percent_encode};
 use sha2::Digest;
 use tokio::sync::mpsc;
 
@@ -36,12 +36,7 @@ const RESERVED: &str = ".gatehouse";
 /// Chunks of an upload buffered between the client and the PUT.
 const PIPE_DEPTH: usize = 4;
 
-/// Characters escaped in a path segment (RFC 3986 unreserved ones stay).
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
+use super::URL_SEGMENT as SEGMENT;
 
 type Body = BoxBody<Bytes, std::io::Error>;
 

@@ -382,6 +382,16 @@ fn s3_lists_large_directories_page_by_page() {
     rt().block_on(lists_page_by_page(s3_backend(&bucket, 5)));
 }
 
+/// A store nobody answers for: a transient error within a minute, not a hang.
+fn down_is_transient(b: Arc<dyn Backend>) {
+    rt().block_on(async {
+        let start = std::time::Instant::now();
+        let err = b.check().await.unwrap_err();
+        assert_eq!(err.kind, StorageErrorKind::Transient, "{err}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(60));
+    });
+}
+
 #[test]
 fn s3_down_is_a_transient_error_not_a_hang() {
     let port = crate::harness::free_port();
@@ -399,12 +409,7 @@ fn s3_down_is_a_transient_error_not_a_hang() {
         None,
     )
     .unwrap();
-    rt().block_on(async {
-        let start = std::time::Instant::now();
-        let err = b.check().await.unwrap_err();
-        assert_eq!(err.kind, StorageErrorKind::Transient, "{err}");
-        assert!(start.elapsed() < std::time::Duration::from_secs(60));
-    });
+    down_is_transient(b);
 }
 
 fn azure_backend(container: &str) -> Arc<dyn Backend> {
@@ -480,12 +485,7 @@ fn gcs_down_is_a_transient_error_not_a_hang() {
         None,
     )
     .unwrap();
-    rt().block_on(async {
-        let start = std::time::Instant::now();
-        let err = b.check().await.unwrap_err();
-        assert_eq!(err.kind, StorageErrorKind::Transient, "{err}");
-        assert!(start.elapsed() < std::time::Duration::from_secs(60));
-    });
+    down_is_transient(b);
 }
 
 fn webdav_backend(url: &str) -> Arc<dyn Backend> {
