@@ -216,13 +216,17 @@ impl LiveSessions {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Every live session, oldest first.
+    /// Every live session an operator has not ended, oldest first. An ended session leaves the
+    /// list at once: its connection may take a moment longer to close (its logout record is
+    /// written before it lets go of its entry), and an operator who just ended it should not
+    /// see it still listed.
     pub fn list(&self) -> Vec<Arc<LiveEntry>> {
         let mut v: Vec<_> = self
             .lock()
             .sessions
             .values()
             .filter_map(Weak::upgrade)
+            .filter(|e| !e.end.is_cancelled())
             .collect();
         v.sort_by(|a, b| a.since.cmp(&b.since).then(a.id.cmp(&b.id)));
         v
@@ -262,6 +266,8 @@ mod tests {
         assert!(live.end("s1", "root"));
         assert!(e.end_token().is_cancelled());
         assert_eq!(e.ended_by().as_deref(), Some("root"));
+        // Ended: off the list while its connection is still closing.
+        assert!(live.list().is_empty());
         drop(e);
         assert!(live.list().is_empty());
         assert!(!live.end("s1", "root"));
