@@ -8,8 +8,10 @@ change these figures; a change that doubles the work per request does.
   proxied GET    route auth = ["none"] to a local upstream (Python, in this process)
   4 KiB GET      GET /v1/files/<file> with Basic auth (verification cached after the first)
 
-Environment: GATEHOUSE_BIN (default target/release/gatehouse), INSTR_N (default 2000).
-Prints one line per case: "instructions per <case>: <count>".
+Environment: GATEHOUSE_BIN (default target/release/gatehouse), INSTR_N (default 2000),
+INSTR_KEEP=1 keeps the scratch directory with the callgrind dumps, to read where the
+instructions go: `callgrind_annotate --inclusive=yes <dir>/callgrind.out.<pid>.<k>` (dump 2 is
+the N-request phase of a case). Prints one line per case: "instructions per <case>: <count>".
 """
 
 import base64
@@ -152,7 +154,10 @@ auth = ["none"]
         per = (b - a) / N
         print("instructions per %s: %.0f  (N=%d: %d, 2N: %d)" % (name, per, N, a, b), flush=True)
     srv.shutdown()
-    subprocess.run(["rm", "-rf", d])
+    if os.environ.get("INSTR_KEEP") == "1":
+        print("callgrind dumps kept in %s" % d, flush=True)
+    else:
+        subprocess.run(["rm", "-rf", d])
 
 
 if __name__ == "__main__":

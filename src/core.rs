@@ -240,8 +240,11 @@ impl Core {
         }
     }
 
-    /// Records the end of a session.
+    /// Records the end of a session; it leaves the live sessions' list first.
     pub async fn logout(&self, session: &Session, detail: Option<String>) {
+        if let Some(live) = &session.live {
+            live.close();
+        }
         let mut ev = AuditEvent::for_session(session, AuditAction::Logout, Outcome::Ok);
         let by = session.live.as_ref().and_then(|l| l.ended_by());
         ev.detail = match (detail, by) {

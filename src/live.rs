@@ -6,7 +6,7 @@
 //! it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::SystemTime;
 
@@ -44,6 +44,7 @@ pub struct LiveEntry {
     pub bytes_out: AtomicU64,
     end: CancellationToken,
     ended_by: Mutex<Option<String>>,
+    closed: AtomicBool,
     transfers: Mutex<HashMap<u64, Arc<TransferState>>>,
     next_transfer: AtomicU64,
     registry: Weak<Mutex<Registry>>,
@@ -143,6 +144,16 @@ impl LiveEntry {
             .clone()
     }
 
+    /// Marks the session over (its logout is being recorded): it leaves the live list at once,
+    /// before its connection has let go of the entry, and can no longer be ended.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    fn listed(&self) -> bool {
+        !self.end.is_cancelled() && !self.closed.load(Ordering::Acquire)
+    }
+
     /// Starts a transfer in this session.
     pub fn transfer(
         self: &Arc<Self>,
@@ -202,6 +213,7 @@ impl LiveSessions {
             bytes_out: AtomicU64::new(0),
             end: CancellationToken::new(),
             ended_by: Mutex::new(None),
+            closed: AtomicBool::new(false),
             transfers: Mutex::new(HashMap::new()),
             next_transfer: AtomicU64::new(0),
             registry: Arc::downgrade(&self.inner),
@@ -216,25 +228,31 @@ impl LiveSessions {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Every live session an operator has not ended, oldest first. An ended session leaves the
-    /// list at once: its connection may take a moment longer to close (its logout record is
-    /// written before it lets go of its entry), and an operator who just ended it should not
-    /// see it still listed.
+    /// Every live session, oldest first, without those an operator has ended or that have logged
+    /// out. Either leaves the list at once: its connection may take a moment longer to close
+    /// (its logout record is written before it lets go of its entry), and neither an operator
+    /// who just ended it nor one who reads its logout record should still see it listed.
     pub fn list(&self) -> Vec<Arc<LiveEntry>> {
         let mut v: Vec<_> = self
             .lock()
             .sessions
             .values()
             .filter_map(Weak::upgrade)
-            .filter(|e| !e.end.is_cancelled())
+            .filter(|e| e.listed())
             .collect();
         v.sort_by(|a, b| a.since.cmp(&b.since).then(a.id.cmp(&b.id)));
         v
     }
 
-    /// Ends session `id` on behalf of `operator`; false when no such session is live.
+    /// Ends session `id` on behalf of `operator`; false when no such session is live (or it is
+    /// already logging out).
     pub fn end(&self, id: &str, operator: &str) -> bool {
-        let entry = self.lock().sessions.get(id).and_then(Weak::upgrade);
+        let entry = self
+            .lock()
+            .sessions
+            .get(id)
+            .and_then(Weak::upgrade)
+            .filter(|e| !e.closed.load(Ordering::Acquire));
         match entry {
             Some(e) => {
                 *e.ended_by.lock().unwrap_or_else(|p| p.into_inner()) = Some(operator.to_string());
@@ -271,5 +289,23 @@ mod tests {
         drop(e);
         assert!(live.list().is_empty());
         assert!(!live.end("s1", "root"));
+    }
+
+    #[test]
+    fn a_session_that_logs_out_leaves_the_list_before_its_entry_goes() {
+        let live = LiveSessions::default();
+        let addr = "127.0.0.1:5001".parse().unwrap();
+        let e = live.register("s2", Protocol::Ftp, "acme", addr);
+        let other = live.register("s3", Protocol::Sftp, "acme", addr);
+        assert_eq!(live.list().len(), 2);
+        e.close();
+        let ids: Vec<_> = live.list().iter().map(|e| e.id.clone()).collect();
+        assert_eq!(ids, ["s3"]);
+        // Logging out: an operator can no longer end it, and it says nothing about ending.
+        assert!(!live.end("s2", "root"));
+        assert_eq!(e.ended_by(), None);
+        assert!(!e.end_token().is_cancelled());
+        drop((e, other));
+        assert!(live.list().is_empty());
     }
 }

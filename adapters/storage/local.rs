@@ -7,7 +7,6 @@
 
 use std::io::{Read, Seek};
 use std::ops::Range;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -15,10 +14,14 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 
+use super::local_entry::{
+    SMALL_READ, confine, digest_value, entry_from, entry_of, file_digest, read_digest, stat_entry,
+};
+use super::local_open::{Beneath, Cached, RootDir};
 use super::local_staged::LocalStaged;
 use crate::vfs::backend::{
-    Backend, ByteStream, Capabilities, Entry, EntryKind, EntryStream, Key, Space, StageMode,
-    StagedWrite, StorageError, StorageErrorKind,
+    Backend, ByteStream, Capabilities, Entry, EntryStream, Key, Space, StageMode, StagedWrite,
+    StorageError, StorageErrorKind,
 };
 
 /// Name of the directory the gateway keeps for itself at the root.
@@ -33,6 +36,8 @@ const WRITE_BUF: usize = 1024 * 1024;
 #[derive(Debug)]
 pub struct LocalBackend {
     root: PathBuf,
+    /// The root held open for one-call confined opens (`local_open.rs`).
+    root_dir: std::sync::Arc<RootDir>,
     staging: PathBuf,
     /// This process's claim on `staging` (flock, released at exit, also by `kill -9`).
     _lock: std::fs::File,
@@ -73,6 +78,7 @@ impl LocalBackend {
         let staging = base.join(&id);
         std::fs::create_dir_all(&staging).map_err(|e| io_err(e, "create staging dir"))?;
         Ok(Self {
+            root_dir: std::sync::Arc::new(RootDir::open(&root)?),
             root,
             staging,
             _lock: lock,
@@ -93,23 +99,7 @@ impl LocalBackend {
 
     /// Refuses paths whose real location (after symlinks) is outside the root.
     fn confine(&self, path: &Path) -> Result<(), StorageError> {
-        let existing = if path.exists() {
-            path.to_path_buf()
-        } else {
-            match path.parent() {
-                Some(p) => p.to_path_buf(),
-                None => return Ok(()),
-            }
-        };
-        match existing.canonicalize() {
-            Ok(real) if real.starts_with(&self.root) => Ok(()),
-            // Outside the root nothing exists, as far as clients can tell (stat agrees).
-            Ok(_) => Err(StorageError::not_found(format!(
-                "{} resolves outside the backend root",
-                path.display()
-            ))),
-            Err(e) => Err(io_err(e, "resolve")),
-        }
+        confine(path, &self.root)
     }
 
     pub(super) async fn blocking<T: Send + 'static>(
@@ -122,7 +112,7 @@ impl LocalBackend {
 }
 
 /// Up to [`READ_CHUNK`] bytes (at most `remaining`); empty at the end of the file.
-fn read_chunk(file: &mut std::fs::File, remaining: u64) -> Result<Bytes, StorageError> {
+pub(super) fn read_chunk(file: &mut std::fs::File, remaining: u64) -> Result<Bytes, StorageError> {
     let want = usize::try_from(remaining)
         .unwrap_or(READ_CHUNK)
         .min(READ_CHUNK);
@@ -138,72 +128,6 @@ fn read_chunk(file: &mut std::fs::File, remaining: u64) -> Result<Bytes, Storage
     }
     buf.truncate(filled);
     Ok(buf.freeze())
-}
-
-fn mtime_ns(m: &std::fs::Metadata) -> i128 {
-    i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec())
-}
-
-/// The recorded sha256, if it was computed for the file as it is now.
-fn read_digest(path: &Path, m: &std::fs::Metadata) -> Option<[u8; 32]> {
-    let raw = xattr::get(path, XATTR).ok()??;
-    let text = String::from_utf8(raw).ok()?;
-    let mut parts = text.split(' ');
-    let (hex_digest, size, mtime) = (parts.next()?, parts.next()?, parts.next()?);
-    if size.parse::<u64>().ok()? != m.len() || mtime.parse::<i128>().ok()? != mtime_ns(m) {
-        return None;
-    }
-    hex::decode(hex_digest).ok()?.try_into().ok()
-}
-
-/// Files up to this size are read together with their stat (`stat_and_read`).
-const SMALL_READ: u64 = 64 * 1024;
-
-/// The entry at `path` and its real path, or `None` if it does not exist or resolves outside
-/// `root` (a symlink out of the root does not exist, as far as clients can tell).
-fn stat_confined(
-    path: &Path,
-    root: &Path,
-    name: String,
-) -> Result<Option<(Entry, PathBuf)>, StorageError> {
-    match std::fs::metadata(path) {
-        Ok(m) => {
-            let real = path.canonicalize().map_err(|e| io_err(e, "resolve"))?;
-            if !real.starts_with(root) {
-                return Ok(None);
-            }
-            Ok(Some((entry_of(name, path, &m), real)))
-        }
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
-            ) =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(io_err(e, "stat")),
-    }
-}
-
-fn entry_of(name: String, path: &Path, m: &std::fs::Metadata) -> Entry {
-    let kind = if m.is_dir() {
-        EntryKind::Dir
-    } else {
-        EntryKind::File
-    };
-    Entry {
-        name,
-        kind,
-        size: if m.is_dir() { 0 } else { m.len() },
-        modified: m.modified().ok(),
-        sha256: if m.is_dir() {
-            None
-        } else {
-            read_digest(path, m)
-        },
-        etag: Some(format!("{:x}-{:x}", m.len(), mtime_ns(m))),
-    }
 }
 
 #[async_trait]
@@ -222,9 +146,12 @@ impl Backend for LocalBackend {
             Ok(p) => p,
             Err(_) => return Ok(None),
         };
-        let name = key.name().to_string();
-        let root = self.root.clone();
-        Self::blocking(move || Ok(stat_confined(&path, &root, name)?.map(|(e, _)| e))).await
+        let (name, rel) = (key.name().to_string(), key.as_str().to_string());
+        let (root, root_dir) = (self.root.clone(), self.root_dir.clone());
+        Self::blocking(move || {
+            Ok(stat_entry(&root_dir, &rel, &path, &root, name, false)?.map(|(e, _)| e))
+        })
+        .await
     }
 
     async fn stat_and_read(
@@ -236,24 +163,23 @@ impl Backend for LocalBackend {
             Err(_) => return Ok(None),
         };
         let name = key.name().to_string();
-        let root = self.root.clone();
-        let found = Self::blocking(move || {
-            let Some((entry, real)) = stat_confined(&path, &root, name)? else {
-                return Ok(None);
-            };
-            // A small file is read whole in the same trip, so its download needs no second
-            // one (the two hand-offs were a third of a small GET's CPU). If it changed size
-            // since the stat, it is read again later like any other.
-            let content = match entry.kind {
-                EntryKind::File if entry.size <= SMALL_READ => std::fs::read(&real)
-                    .ok()
-                    .filter(|v| v.len() as u64 == entry.size)
-                    .map(Bytes::from),
-                _ => None,
-            };
-            Ok(Some((entry, content)))
-        })
-        .await?;
+        // From the kernel's caches on this thread when they hold it all (`local_open.rs`): a
+        // hot small file costs no trip to the blocking pool.
+        let found = match self.root_dir.read_cached(key.as_str(), SMALL_READ) {
+            Some(Cached::Missing) => None,
+            Some(Cached::Found(file, m, bytes)) => {
+                let entry = entry_from(name, &m, file_digest(&file, &m));
+                Some((entry, bytes.map(Bytes::from)))
+            }
+            None => {
+                let rel = key.as_str().to_string();
+                let (root, root_dir) = (self.root.clone(), self.root_dir.clone());
+                // A small file is read whole in the same trip, so its download needs no second
+                // one (the two hand-offs were a third of a small GET's CPU).
+                Self::blocking(move || stat_entry(&root_dir, &rel, &path, &root, name, true))
+                    .await?
+            }
+        };
         Ok(found.map(|(entry, content)| {
             let stream = content.map(|b| {
                 futures::stream::iter((!b.is_empty()).then_some(Ok(b))).boxed() as ByteStream
@@ -299,11 +225,23 @@ impl Backend for LocalBackend {
 
     async fn read(&self, key: &Key, range: Option<Range<u64>>) -> Result<ByteStream, StorageError> {
         let path = self.path_of(key)?;
-        self.confine(&path)?;
-        // Open, size, seek and the first chunk in one trip to the blocking pool: a small file
-        // costs one thread hand-off instead of four (they dominated small GETs).
+        let (root_dir, root, rel) = (
+            self.root_dir.clone(),
+            self.root.clone(),
+            key.as_str().to_string(),
+        );
+        // The confined open, size, seek and the first chunk in one trip to the blocking pool: a
+        // small file costs one thread hand-off instead of four (they dominated small GETs), and
+        // the worker thread makes no file system call itself.
         let (file, first, remaining) = Self::blocking(move || {
-            let mut file = std::fs::File::open(&path).map_err(|e| io_err(e, "open"))?;
+            let mut file = match root_dir.open_beneath(&rel) {
+                Beneath::Opened(f) => f,
+                Beneath::Missing => return Err(StorageError::not_found("no such file")),
+                Beneath::Fallback => {
+                    confine(&path, &root)?;
+                    std::fs::File::open(&path).map_err(|e| io_err(e, "open"))?
+                }
+            };
             let len = file.metadata().map_err(|e| io_err(e, "stat"))?.len();
             let (start, end) = match range {
                 Some(r) => (r.start.min(len), r.end.min(len)),
@@ -518,10 +456,6 @@ impl Backend for LocalBackend {
         })
         .await
     }
-}
-
-pub(super) fn digest_value(d: &[u8; 32], m: &std::fs::Metadata) -> String {
-    format!("{} {} {}", hex::encode(d), m.len(), mtime_ns(m))
 }
 
 /// Removes the staging directories of processes that are gone (their lock is free) and `.part`

@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 
-use super::local::{LocalBackend, READ_CHUNK, XATTR, digest_value, io_err};
+use super::local::{LocalBackend, READ_CHUNK, XATTR, io_err};
+use super::local_entry::digest_value;
 use crate::vfs::backend::{CommitMode, StagedWrite, StorageError, StorageErrorKind};
 
 /// A staged write to a temp file.

@@ -5,6 +5,8 @@ mod gcs;
 mod gcs_list;
 mod gcs_upload;
 mod local;
+mod local_entry;
+mod local_open;
 mod local_staged;
 mod multipart;
 mod object;

@@ -306,3 +306,42 @@ sys.exit(1)
     let (_, left) = curl(&["-b", &jar_s, &gw.url("/console/sessions?fragment=true")]);
     assert!(left.contains("No SFTP or FTP session is open"), "{left}");
 }
+
+#[test]
+fn a_session_that_logs_out_leaves_the_live_list_with_its_logout_record() {
+    let work = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(&config(None));
+    // Stock clients log in and out: ftplib's QUIT, paramiko's close.
+    let script = r#"
+import ftplib, sys, paramiko
+f = ftplib.FTP(); f.connect("127.0.0.1", int(sys.argv[1])); f.login("alice", "secret")
+f.voidcmd("NOOP"); f.quit()
+t = paramiko.Transport(("127.0.0.1", int(sys.argv[2])))
+t.connect(username="alice", password="secret")
+s = paramiko.SFTPClient.from_transport(t); s.listdir("/"); s.close(); t.close()
+print("done", flush=True)
+"#;
+    let out = run_with_timeout(
+        Command::new(python()).args(["-c", script, &gw.ftp.to_string(), &gw.sftp.to_string()]),
+        Duration::from_secs(60),
+    );
+    assert!(text(&out).contains("done"), "{}", text(&out));
+    let jar = work.path().join("jar");
+    let jar_s = jar.display().to_string();
+    let (code, _) = curl(&[
+        "-c",
+        &jar_s,
+        "-d",
+        "user=ops&password=secret",
+        &gw.url("/console/login"),
+    ]);
+    assert_eq!(code, 303);
+    for proto in ["ftp", "sftp"] {
+        gw.wait_audit(|r| r["action"] == "logout" && r["protocol"] == proto)
+            .unwrap_or_else(|| panic!("no {proto} logout record\n{}", gw.log()));
+    }
+    // Once its logout is on record, a session is no longer listed (no waiting for the
+    // connection to let go of it).
+    let (_, left) = curl(&["-b", &jar_s, &gw.url("/console/sessions?fragment=true")]);
+    assert!(left.contains("No SFTP or FTP session is open"), "{left}");
+}
