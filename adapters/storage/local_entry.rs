@@ -226,9 +226,10 @@ mod tests {
         if let Some(Cached::Found(_, m, bytes)) = rd.read_cached("a/f.txt", 3) {
             assert_eq!((m.len(), bytes), (6, None));
         }
+        // A name never looked up has no (negative) dentry cached yet: the kernel may defer.
         assert!(matches!(
             rd.read_cached("a/nope", 1024),
-            Some(Cached::Missing)
+            Some(Cached::Missing) | None
         ));
         // Never anything from outside the root, and an absolute symlink is left to the
         // portable check.
