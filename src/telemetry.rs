@@ -92,3 +92,109 @@ pub fn transfer(
     metrics::counter!(TRANSFER_BYTES, "protocol" => protocol, "direction" => direction)
         .increment(bytes);
 }
+
+/// Per-request metrics of a route, by status: `counter!`/`histogram!` build a key, hash it and
+/// look it up in the recorder's shared registry (read locks and `Arc` clones every thread
+/// touches) on every call. The handles are registered once per thread and kept: the registry
+/// never drops a metric (no idle timeout), so a kept handle stays the one `/metrics` reads.
+pub mod per_route {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    use super::{Label, status_label};
+
+    /// Handles kept per thread before the cache starts over (routes x statuses seen; a bound
+    /// against a config reloaded with ever new route names).
+    const MAX: usize = 4096;
+
+    /// Metric name and status, then the route's name: looked up by `&str`, so a hit neither
+    /// allocates nor touches a shared reference count.
+    type Cache<H> = HashMap<(&'static str, u16), HashMap<String, H>>;
+
+    thread_local! {
+        static COUNTERS: RefCell<Cache<metrics::Counter>> = RefCell::new(HashMap::new());
+        static HISTOGRAMS: RefCell<Cache<metrics::Histogram>> = RefCell::new(HashMap::new());
+    }
+
+    fn with<H, R>(
+        cache: &'static std::thread::LocalKey<RefCell<Cache<H>>>,
+        name: &'static str,
+        route: &Label,
+        status: http::StatusCode,
+        register: impl FnOnce(&'static str, Label, Label) -> H,
+        f: impl FnOnce(&H) -> R,
+    ) -> R {
+        cache.with(|c| {
+            let mut c = c.borrow_mut();
+            let key = (name, status.as_u16());
+            if let Some(h) = c.get(&key).and_then(|m| m.get(route.as_ref())) {
+                return f(h);
+            }
+            if c.values().map(HashMap::len).sum::<usize>() >= MAX {
+                c.clear();
+            }
+            let h = register(name, route.clone(), status_label(status));
+            let r = f(&h);
+            c.entry(key).or_default().insert(route.to_string(), h);
+            r
+        })
+    }
+
+    /// Adds one to counter `name` with labels `route` and `status`.
+    pub fn count(name: &'static str, route: &Label, status: http::StatusCode) {
+        with(
+            &COUNTERS,
+            name,
+            route,
+            status,
+            |n, r, s| metrics::counter!(n, "route" => r, "status" => s),
+            |h| h.increment(1),
+        );
+    }
+
+    /// Records `secs` in histogram `name` with labels `route` and `status`.
+    pub fn time(name: &'static str, route: &Label, status: http::StatusCode, secs: f64) {
+        with(
+            &HISTOGRAMS,
+            name,
+            route,
+            status,
+            |n, r, s| metrics::histogram!(n, "route" => r, "status" => s),
+            |h| h.record(secs),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_handles_count_into_the_registry_that_metrics_renders() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let route = label("orders");
+        metrics::with_local_recorder(&recorder, || {
+            for _ in 0..3 {
+                per_route::count(PROXY_REQUESTS, &route, http::StatusCode::OK);
+            }
+            per_route::count(PROXY_REQUESTS, &route, http::StatusCode::BAD_GATEWAY);
+            per_route::time(HTTP_SECONDS, &route, http::StatusCode::OK, 0.25);
+            per_route::time(HTTP_SECONDS, &route, http::StatusCode::OK, 0.75);
+        });
+        let text = handle.render();
+        assert!(
+            text.contains(r#"gatehouse_proxy_requests_total{route="orders",status="200"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"gatehouse_proxy_requests_total{route="orders",status="502"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"gatehouse_http_request_duration_seconds_sum{route="orders",status="200"} 1"#)
+                || text.contains(r#"gatehouse_http_request_duration_seconds{route="orders",status="200",quantile="0.5"}"#),
+            "{text}"
+        );
+    }
+}

@@ -153,13 +153,18 @@ pub(crate) async fn trace(req: Request, next: Next) -> Response {
     let request_id = req.headers().get("x-request-id").cloned();
     let resp = next.run(req).await;
     let status = resp.status();
+    let other = telemetry::Label::const_str("other");
     let route = resp
         .extensions()
         .get::<RouteLabel>()
-        .map_or_else(|| telemetry::Label::const_str("other"), |r| r.0.clone());
+        .map_or(&other, |r| &r.0);
     let elapsed = start.elapsed();
-    metrics::histogram!(telemetry::HTTP_SECONDS, "route" => route.clone(), "status" => telemetry::status_label(status))
-        .record(elapsed.as_secs_f64());
+    telemetry::per_route::time(
+        telemetry::HTTP_SECONDS,
+        route,
+        status,
+        elapsed.as_secs_f64(),
+    );
     let path = uri.path();
     let request_id = request_id
         .as_ref()

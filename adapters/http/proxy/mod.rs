@@ -124,7 +124,7 @@ pub(crate) async fn handle(State(state): State<AppState>, mut req: Request) -> R
         ),
     };
     let mut resp = resp;
-    metrics::counter!(telemetry::PROXY_REQUESTS, "route" => label.clone(), "status" => telemetry::status_label(resp.status())).increment(1);
+    telemetry::per_route::count(telemetry::PROXY_REQUESTS, &label, resp.status());
     resp.extensions_mut().insert(RouteLabel(label));
     resp
 }
@@ -168,7 +168,7 @@ async fn run_route(
         return gateway_error(StatusCode::BAD_GATEWAY, "bad_gateway", "route not ready")
             .into_response();
     };
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let audit = core.audit.clone();
     let deny = |session: Option<&Session>, resp: ApiError, why: String| {
@@ -249,7 +249,19 @@ async fn run_route(
 
     // Phase: forward.
     let upgrade = forward::is_upgrade(&parts.headers);
-    let mut headers = parts.headers.clone();
+    let has_body = parts.headers.contains_key(header::TRANSFER_ENCODING)
+        || parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0");
+    // The caller's headers are rewritten in place for the upstream; a copy is kept only when the
+    // cache needs the request's own (its `Vary` check).
+    let mut headers = if cache_key.is_some() {
+        parts.headers.clone()
+    } else {
+        std::mem::take(&mut parts.headers)
+    };
     forward::upstream_headers(
         &mut headers,
         route,
@@ -263,12 +275,6 @@ async fn run_route(
         },
         upgrade,
     );
-    let has_body = parts.headers.contains_key(header::TRANSFER_ENCODING)
-        || parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim() != "0");
     let idempotent = matches!(
         parts.method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE | Method::PUT | Method::TRACE
@@ -319,7 +325,14 @@ async fn run_route(
             }
         };
         let b = body.take().unwrap_or_else(Body::empty);
-        let Ok(upstream_req) = forward::build(&req_parts.method, uri, &headers, b) else {
+        let can_retry = replayable && tried.len() <= route.retries as usize;
+        // The last attempt takes the headers; one that may be retried sends a copy.
+        let attempt_headers = if can_retry {
+            headers.clone()
+        } else {
+            std::mem::take(&mut headers)
+        };
+        let Ok(upstream_req) = forward::build(&req_parts.method, uri, attempt_headers, b) else {
             return fail(
                 StatusCode::BAD_GATEWAY,
                 "bad_gateway",
@@ -335,9 +348,7 @@ async fn run_route(
         )
         .await
         .ok_or(());
-        metrics::histogram!(telemetry::PROXY_UPSTREAM_SECONDS, "route" => rs.label.clone(), "upstream" => target.metric.clone())
-            .record(sent.elapsed().as_secs_f64());
-        let can_retry = replayable && tried.len() <= route.retries as usize;
+        target.seconds.record(sent.elapsed().as_secs_f64());
         match result {
             Err(_) => {
                 return fail(

@@ -21,8 +21,8 @@ pub(crate) struct Target {
     pub upstream: Upstream,
     /// Base URL, for logs, metrics and audit.
     pub label: String,
-    /// The same as a metric label (built once).
-    pub metric: telemetry::Label,
+    /// This route's upstream latency to it, registered once (not looked up per request).
+    pub seconds: metrics::Histogram,
     healthy: AtomicBool,
     /// When a passive ejection happened (ms since `epoch`), 0 = never.
     ejected_at_ms: AtomicU64,
@@ -48,7 +48,7 @@ impl Pool {
                 metrics::gauge!(telemetry::PROXY_UPSTREAM_UP, "route" => route.name.clone(), "upstream" => label.clone()).set(1.0);
                 Arc::new(Target {
                     upstream: u.clone(),
-                    metric: telemetry::label(&label),
+                    seconds: metrics::histogram!(telemetry::PROXY_UPSTREAM_SECONDS, "route" => route.name.clone(), "upstream" => label.clone()),
                     label,
                     healthy: AtomicBool::new(true),
                     ejected_at_ms: AtomicU64::new(0),
