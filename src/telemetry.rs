@@ -192,8 +192,15 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains(r#"gatehouse_http_request_duration_seconds_sum{route="orders",status="200"} 1"#)
-                || text.contains(r#"gatehouse_http_request_duration_seconds{route="orders",status="200",quantile="0.5"}"#),
+            text.contains(
+                r#"gatehouse_http_request_duration_seconds_sum{route="orders",status="200"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"gatehouse_http_request_duration_seconds_count{route="orders",status="200"} 2"#
+            ),
             "{text}"
         );
     }

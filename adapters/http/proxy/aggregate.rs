@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use super::super::{ApiError, AppState};
 use super::caller::{authenticate, proxy_event};
-use super::forward::{Client, X_GATEHOUSE_USER};
+use super::forward::{Client, X_FORWARDED_FOR, X_GATEHOUSE_USER};
 use super::{denied, rate_limited};
 use crate::audit::Outcome;
 use crate::route::Aggregate;
@@ -63,10 +63,10 @@ pub(crate) async fn run(
         headers.insert(HeaderName::from_static("x-request-id"), id.clone());
     }
     if let Some(u) = user.and_then(|u| HeaderValue::from_str(u).ok()) {
-        headers.insert(HeaderName::from_static(X_GATEHOUSE_USER), u);
+        headers.insert(X_GATEHOUSE_USER, u);
     }
     if let Ok(v) = HeaderValue::from_str(forwarded_for) {
-        headers.insert(HeaderName::from_static("x-forwarded-for"), v);
+        headers.insert(X_FORWARDED_FOR, v);
     }
     let parts = futures::future::join_all(agg.parts.iter().map(|(key, url)| async {
         (

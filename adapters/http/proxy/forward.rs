@@ -31,10 +31,10 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
-pub(crate) const X_GATEHOUSE_USER: &str = "x-gatehouse-user";
-const GATEHOUSE_USER: HeaderName = HeaderName::from_static(X_GATEHOUSE_USER);
+/// Who the gateway says the caller is (only the gateway sets it).
+pub(crate) const X_GATEHOUSE_USER: HeaderName = HeaderName::from_static("x-gatehouse-user");
 const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
@@ -156,7 +156,7 @@ pub(crate) fn upstream_headers(
         h.insert(X_FORWARDED_HOST, host);
     }
     // Only the gateway says who the caller is.
-    h.remove(&GATEHOUSE_USER);
+    h.remove(&X_GATEHOUSE_USER);
     if caller.strip_credentials {
         h.remove(header::AUTHORIZATION);
         h.remove(&X_API_KEY);
@@ -164,7 +164,7 @@ pub(crate) fn upstream_headers(
     if let Some(u) = caller.user
         && let Ok(v) = HeaderValue::from_str(u)
     {
-        h.insert(GATEHOUSE_USER, v);
+        h.insert(X_GATEHOUSE_USER, v);
     }
     // A trusted proxy's chain gets the peer appended; otherwise the chain is the client.
     let xff = match prior_xff {
