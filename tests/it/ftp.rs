@@ -512,3 +512,72 @@ fn a_passive_range_with_one_free_port_left_always_finds_it() {
         text(&out)
     );
 }
+
+#[test]
+fn refused_listings_never_cross_wire_the_next_data_connection() {
+    // A LIST/NLST/MLSD refused before its 150 drops the data connection the client prepared.
+    // That connection's task used to pick its command channel up from the session only once
+    // it got the session's lock, and by then the client's next PASV could have put new
+    // channels there: the stale task took them, the next STOR ran on the old (closed) socket
+    // (stored 0 bytes, "successful") and the client's new data connection was dropped
+    // (ConnectionResetError; once in a CI run of `ftplib_plain_on_disk`). Several sessions
+    // doing refused listings then STOR and RETR, over and over, make the window likely.
+    let gw = Gateway::start(&config(Store::Disk));
+    std::fs::create_dir_all(gw.path("data/partners/acme/inbox")).unwrap();
+    let script = r#"
+import ftplib, io, os, sys, threading
+port = int(sys.argv[1])
+errors = []
+def run(t):
+    try:
+        c = ftplib.FTP()
+        c.connect("127.0.0.1", port, timeout=30)
+        c.login("acme", "secret")
+        for i in range(60):
+            for verb in ("LIST", "NLST", "MLSD"):
+                try:
+                    c.retrlines("%s missing-%d" % (verb, i), lambda line: None)
+                    errors.append("%s of a missing dir succeeded" % verb)
+                except ftplib.error_perm as e:
+                    if not str(e).startswith("550"):
+                        errors.append("%s: %s" % (verb, e))
+            body = os.urandom(16384 + i)
+            name = "inbox/t%d-%d.bin" % (t, i)
+            c.storbinary("STOR " + name, io.BytesIO(body))
+            back = io.BytesIO()
+            c.retrbinary("RETR " + name, back.write)
+            if back.getvalue() != body:
+                errors.append("%s: %d bytes back of %d" % (name, len(back.getvalue()), len(body)))
+        c.quit()
+    except Exception as e:
+        errors.append("thread %d: %r" % (t, e))
+ts = [threading.Thread(target=run, args=(t,)) for t in range(4)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+print("errors", errors)
+"#;
+    let out = run_with_timeout(
+        Command::new(python())
+            .arg("-c")
+            .arg(script)
+            .arg(gw.ftp.to_string()),
+        Duration::from_secs(240),
+    );
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("errors []"),
+        "{}\n{}",
+        text(&out),
+        gw.log()
+    );
+    for t in 0..4 {
+        for i in 0..60 {
+            let f = gw.path(&format!("data/partners/acme/inbox/t{t}-{i}.bin"));
+            assert_eq!(
+                std::fs::metadata(&f).unwrap().len(),
+                16384 + i,
+                "{}",
+                f.display()
+            );
+        }
+    }
+}

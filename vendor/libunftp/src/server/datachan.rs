@@ -35,6 +35,8 @@ where
     pub logger: slog::Logger,
     pub data_cmd_rx: Option<Receiver<DataChanCmd>>,
     pub data_abort_rx: Option<Receiver<()>>,
+    // gatehouse patch: the PASV/EPSV/PORT this connection belongs to (`Session::data_generation`).
+    pub generation: u64,
 }
 
 use std::fmt;
@@ -150,13 +152,21 @@ where
     async fn execute(mut self, session_arc: SharedSession<Storage, User>) {
         let mut data_cmd_rx = self.data_cmd_rx.take().unwrap();
         let mut data_abort_rx = self.data_abort_rx.take().unwrap();
+        let generation = self.generation;
         let mut timeout_delay = Box::pin(tokio::time::sleep(std::time::Duration::from_secs(5 * 60)));
         // TODO: Use configured timeout
         tokio::select! {
             // gatehouse patch: a command already sent is served before the control connection's
             // end is noticed (QUIT right after STOR).
             biased;
-            Some(command) = data_cmd_rx.recv() => {
+            command = data_cmd_rx.recv() => {
+                // gatehouse patch: the sender is gone without a command (a refused LIST or
+                // STOR, ABOR, or a newer PASV/EPSV/PORT): this connection will never get one.
+                let Some(command) = command else {
+                    slog::debug!(self.logger, "Data connection superseded or refused before its command");
+                    session_arc.lock().await.data_link_done(generation);
+                    return;
+                };
                 let start_pos = {
                     let mut session = session_arc.lock().await;
                     session.transferring = true;
@@ -197,9 +207,8 @@ where
                 slog::debug!(self.logger, "Data connection closed with its control connection");
             }
         };
-        let mut session = session_arc.lock().await;
-        session.data_busy = false;
-        session.transferring = false;
+        // gatehouse patch: only if no newer PASV/EPSV/PORT has begun (its transfer's flags).
+        session_arc.lock().await.data_link_done(generation);
     }
 
     #[tracing_attributes::instrument(skip_all)] // gatehouse patch: skip_all (the session's Debug on every log line)
@@ -701,6 +710,9 @@ pub async fn spawn_processing<Storage, User>(
     mut socket: TcpStream,
     // gatehouse patch: the data connection's client as a load balancer's PROXY header named it.
     peer: Option<std::net::SocketAddr>,
+    // gatehouse patch: the channels of the PASV/EPSV/PORT this connection answers (None: take
+    // them from the session, the delegated mode's switchboard).
+    link: Option<crate::server::session::DataLink>,
 )
 where
     Storage: StorageBackend<User> + 'static,
@@ -751,18 +763,30 @@ where
                 return;
             }
         };
-        let data_cmd_rx = match session.data_cmd_rx.take() {
-            Some(rx) => rx,
-            None => {
-                slog::error!(logger, "Data loop command receiver expected to be set up. Aborting data loop.");
+        // gatehouse patch: a connection to a PASV that a newer one (or a refusal) has replaced
+        // gets no command: closed here (it used to take the newer PASV's channels).
+        let (data_cmd_rx, data_abort_rx, generation) = match link {
+            Some(link) if link.generation != session.data_generation => {
+                slog::debug!(logger, "Data connection for a superseded PASV/EPSV/PORT closed");
                 return;
             }
-        };
-        let data_abort_rx = match session.data_abort_rx.take() {
-            Some(rx) => rx,
+            Some(link) => (link.cmd_rx, link.abort_rx, link.generation),
             None => {
-                slog::error!(logger, "Data loop abort receiver expected to be set up. Aborting data loop.");
-                return;
+                let data_cmd_rx = match session.data_cmd_rx.take() {
+                    Some(rx) => rx,
+                    None => {
+                        slog::error!(logger, "Data loop command receiver expected to be set up. Aborting data loop.");
+                        return;
+                    }
+                };
+                let data_abort_rx = match session.data_abort_rx.take() {
+                    Some(rx) => rx,
+                    None => {
+                        slog::error!(logger, "Data loop abort receiver expected to be set up. Aborting data loop.");
+                        return;
+                    }
+                };
+                (data_cmd_rx, data_abort_rx, session.data_generation)
             }
         };
         let ftps_mode = if session.data_tls { session.ftps_config.clone() } else { FtpsConfig::Off };
@@ -776,6 +800,7 @@ where
             logger,
             data_abort_rx: Some(data_abort_rx),
             data_cmd_rx: Some(data_cmd_rx),
+            generation,
         };
 
         // The control channel need to know if the data channel is busy so that it doesn't time out

@@ -128,6 +128,20 @@ where
     pub abort_ack: Option<tokio::sync::oneshot::Sender<()>>,
     // gatehouse patch: after EPSV ALL, PASV and PORT are refused (RFC 2428 section 4).
     pub epsv_all: bool,
+    // gatehouse patch: which PASV/EPSV/PORT the current data channels belong to (counts up with
+    // each). A data connection of an older one is stale: it gets no command, and neither it nor
+    // its listener may change the current transfer's state.
+    pub(crate) data_generation: u64,
+}
+
+/// gatehouse patch: the receiving ends of one PASV/EPSV/PORT's data channels, owned by the task
+/// that serves that data connection from the moment they are made (they used to wait in the
+/// session for the data connection's task to pick them up, and a stale task could pick up the
+/// next PASV's).
+pub(crate) struct DataLink {
+    pub cmd_rx: Receiver<DataChanCmd>,
+    pub abort_rx: Receiver<()>,
+    pub generation: u64,
 }
 
 /// gatehouse patch: a working directory as shown to the client: absolute, `.` and `..` resolved
@@ -190,6 +204,35 @@ where
             transferring: false,
             abort_ack: None,
             epsv_all: false,
+            data_generation: 0,
+        }
+    }
+
+    /// gatehouse patch: new data channels for a PASV/EPSV/PORT. The session keeps the sending
+    /// ends (the previous ones are dropped, which ends a data connection still waiting for its
+    /// command); the caller gets the receiving ends.
+    pub(crate) fn new_data_link(&mut self, control_msg_tx: Sender<ControlChanMsg>) -> DataLink {
+        let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(1);
+        let (abort_tx, abort_rx) = tokio::sync::mpsc::channel(1);
+        self.data_cmd_tx = Some(cmd_tx);
+        self.data_abort_tx = Some(abort_tx);
+        self.data_cmd_rx = None;
+        self.data_abort_rx = None;
+        self.control_msg_tx = Some(control_msg_tx);
+        self.data_generation += 1;
+        DataLink {
+            cmd_rx,
+            abort_rx,
+            generation: self.data_generation,
+        }
+    }
+
+    /// gatehouse patch: the data connection (or the wait for it) of `generation` is over. Its
+    /// flags are cleared only if it is still the current one.
+    pub(crate) fn data_link_done(&mut self, generation: u64) {
+        if self.data_generation == generation {
+            self.data_busy = false;
+            self.transferring = false;
         }
     }
 

@@ -4,7 +4,7 @@ use crate::{
     auth::UserDetail,
     server::{
         ControlChanErrorKind, ControlChanMsg,
-        chancomms::{DataChanCmd, PortAllocationError, SwitchboardMessage, SwitchboardSender},
+        chancomms::{PortAllocationError, SwitchboardMessage, SwitchboardSender},
         controlchan::{Reply, ReplyCode, error::ControlChanError, handler::CommandContext},
         datachan,
         session::SharedSession,
@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use std::{fmt::Debug, io, net::SocketAddr, ops::RangeInclusive, time::Duration};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{
-    mpsc::{Receiver, Sender, channel},
+    mpsc::Sender,
     oneshot,
 };
 
@@ -63,6 +63,8 @@ pub(crate) fn try_port_range(local_addr: SocketAddr, passive_ports: RangeInclusi
 
 // modifies the session by adding channels that are used to communicate with the data connection
 // processing loop.
+// gatehouse patch: delegated mode only: the receivers wait in the session for the switchboard's
+// data connection (legacy mode hands them to its listener task, see `handle_legacy_mode`).
 #[tracing_attributes::instrument(skip_all)] // gatehouse patch: skip_all (the session's Debug on every log line)
 pub(crate) async fn setup_inter_loop_comms<S, U>(session: SharedSession<S, U>, control_loop_tx: Sender<ControlChanMsg>)
 where
@@ -70,15 +72,10 @@ where
     S: StorageBackend<U> + 'static,
     S::Metadata: Metadata,
 {
-    let (cmd_tx, cmd_rx): (Sender<DataChanCmd>, Receiver<DataChanCmd>) = channel(1);
-    let (data_abort_tx, data_abort_rx): (Sender<()>, Receiver<()>) = channel(1);
-
     let mut session = session.lock().await;
-    session.data_cmd_tx = Some(cmd_tx);
-    session.data_cmd_rx = Some(cmd_rx);
-    session.data_abort_tx = Some(data_abort_tx);
-    session.data_abort_rx = Some(data_abort_rx);
-    session.control_msg_tx = Some(control_loop_tx);
+    let link = session.new_data_link(control_loop_tx);
+    session.data_cmd_rx = Some(link.cmd_rx);
+    session.data_abort_rx = Some(link.abort_rx);
 }
 
 // For legacy mode we choose a data port here and start listening on it while letting the control
@@ -109,13 +106,21 @@ where
 
     let reply = cmd.build_reply(&args, port).await?;
     if reply.is_positive() {
-        setup_inter_loop_comms(args.session.clone(), args.tx_control_chan.clone()).await;
-        // gatehouse patch: a new PASV/EPSV closes this session's previous passive listener, so
-        // a client asking again and again cannot hold the whole passive port range.
+        // gatehouse patch: the listener task owns this PASV's data channels from here on (they
+        // waited in the session for it to take them once connected, and a listener that got
+        // the session's lock only after the client's next PASV took that PASV's channels: the
+        // next STOR ran on the old, closed connection and the new one was dropped).
+        // A new PASV/EPSV also closes this session's previous passive listener, so a client
+        // asking again and again cannot hold the whole passive port range.
         let (cancel_tx, cancel_rx) = oneshot::channel::<()>();
-        if let Some(previous) = args.session.lock().await.pasv_cancel.replace(cancel_tx) {
-            let _ = previous.send(());
-        }
+        let link = {
+            let mut session = args.session.lock().await;
+            if let Some(previous) = session.pasv_cancel.replace(cancel_tx) {
+                let _ = previous.send(());
+            }
+            session.new_data_link(args.tx_control_chan.clone())
+        };
+        let generation = link.generation;
         // Open the data connection in a new task and process it.
         // We cannot await this since we first need to let the client know where to connect :-)
         tokio::spawn(async move {
@@ -127,7 +132,7 @@ where
                 r = tokio::time::timeout(Duration::from_secs(15), listener.accept()) => r,
                 _ = cancel_rx => {
                     slog::debug!(args.logger, "Passive listener superseded by a new PASV/EPSV or the session's end");
-                    args.session.lock().await.transferring = false;
+                    args.session.lock().await.data_link_done(generation);
                     return;
                 }
                 _ = control.closed() => {
@@ -141,16 +146,16 @@ where
                     // the balancer; its PROXY header names the client that the IP check compares.
                     let hook = args.session.lock().await.proxy_header.clone();
                     match hook {
-                        None => datachan::spawn_processing(args.logger, args.session, socket, None).await,
+                        None => datachan::spawn_processing(args.logger, args.session, socket, None, Some(link)).await,
                         Some(read) => match tokio::time::timeout(Duration::from_secs(10), (read.0)(socket, socket_addr)).await {
-                            Ok(Ok((socket, client))) => datachan::spawn_processing(args.logger, args.session, socket, Some(client)).await,
+                            Ok(Ok((socket, client))) => datachan::spawn_processing(args.logger, args.session, socket, Some(client), Some(link)).await,
                             Ok(Err(why)) => {
                                 slog::warn!(args.logger, "Data connection from {} refused: {}", socket_addr, why);
-                                args.session.lock().await.transferring = false;
+                                args.session.lock().await.data_link_done(generation);
                             }
                             Err(_) => {
                                 slog::warn!(args.logger, "Data connection from {} sent no PROXY header in time", socket_addr);
-                                args.session.lock().await.transferring = false;
+                                args.session.lock().await.data_link_done(generation);
                             }
                         },
                     }
@@ -158,11 +163,11 @@ where
                 Ok(Err(e)) => {
                     slog::error!(args.logger, "Error waiting for data connection: {}", e);
                     // gatehouse patch: a command queued for this connection never runs.
-                    args.session.lock().await.transferring = false;
+                    args.session.lock().await.data_link_done(generation);
                 }
                 Err(_) => {
                     slog::warn!(args.logger, "Client did not connect to data port in time");
-                    args.session.lock().await.transferring = false;
+                    args.session.lock().await.data_link_done(generation);
                 }
             }
         });

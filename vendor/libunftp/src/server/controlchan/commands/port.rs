@@ -19,15 +19,12 @@
 use crate::{
     auth::UserDetail,
     server::{
-        ControlChanMsg,
-        chancomms::DataChanCmd,
         controlchan::{
             Reply, ReplyCode,
             error::ControlChanError,
             handler::{CommandContext, CommandHandler},
         },
         datachan,
-        session::SharedSession,
     },
     storage::{Metadata, StorageBackend},
 };
@@ -35,7 +32,6 @@ use async_trait::async_trait;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc::{Receiver, Sender, channel};
 
 #[derive(Debug)]
 pub struct Port {
@@ -45,26 +41,6 @@ pub struct Port {
 impl Port {
     pub fn new(addr: String) -> Self {
         Port { addr }
-    }
-
-    // modifies the session by adding channels that are used to communicate with the data connection
-    // processing loop.
-    #[tracing_attributes::instrument(skip_all)] // gatehouse patch: skip_all (the session's Debug on every log line)
-    async fn setup_inter_loop_comms<S, U>(&self, session: SharedSession<S, U>, control_loop_tx: Sender<ControlChanMsg>)
-    where
-        U: UserDetail + 'static,
-        S: StorageBackend<U> + 'static,
-        S::Metadata: Metadata,
-    {
-        let (cmd_tx, cmd_rx): (Sender<DataChanCmd>, Receiver<DataChanCmd>) = channel(1);
-        let (data_abort_tx, data_abort_rx): (Sender<()>, Receiver<()>) = channel(1);
-
-        let mut session = session.lock().await;
-        session.data_cmd_tx = Some(cmd_tx);
-        session.data_cmd_rx = Some(cmd_rx);
-        session.data_abort_tx = Some(data_abort_tx);
-        session.data_abort_rx = Some(data_abort_rx);
-        session.control_msg_tx = Some(control_loop_tx);
     }
 }
 
@@ -105,8 +81,9 @@ where
             Ok(s) => s,
         };
 
-        self.setup_inter_loop_comms(session.clone(), tx).await;
-        datachan::spawn_processing(logger, session, stream, None).await; // gatehouse patch: peer (patch 43)
+        // gatehouse patch: the data channels go straight to the data connection's task (patch 44).
+        let link = session.lock().await.new_data_link(tx);
+        datachan::spawn_processing(logger, session, stream, None, Some(link)).await; // gatehouse patch: peer (patch 43)
 
         Ok(Reply::new(ReplyCode::CommandOkay, "PORT command successful"))
     }
