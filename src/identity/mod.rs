@@ -6,6 +6,7 @@
 pub mod api_key;
 pub mod ban;
 mod ban_table;
+mod flight;
 pub mod jwt;
 pub mod password;
 pub mod pubkey;
@@ -272,6 +273,16 @@ fn admit(
     Ok((account.principal.clone(), key_name))
 }
 
+/// Why the ban list refused to start an attempt, as the login's error.
+fn refused(r: Refused) -> AuthError {
+    match r {
+        Refused::AddressBanned => AuthError::Banned,
+        Refused::AccountLocked => AuthError::AccountLocked,
+        Refused::TooManyInFlight => AuthError::TooManyAttempts,
+        Refused::StoreUnavailable => AuthError::StoreUnavailable,
+    }
+}
+
 /// How long a verified password is remembered. HTTP Basic sends the password with every
 /// request, and argon2 is deliberately slow: without this, each request would cost tens of ms.
 const VERIFIED_TTL: std::time::Duration = std::time::Duration::from_secs(120);
@@ -288,6 +299,8 @@ pub struct Identity {
     bans: Arc<BanList>,
     /// Shared likewise (one bounded pool of password checks).
     verifier: Arc<Verifier>,
+    /// One check at a time per (user, password); the others then find it cached.
+    flights: flight::Flights,
     jwt: Option<jwt::JwtVerifier>,
     /// Verified instead of a real hash for unknown users, so they cost the same time.
     dummy_hash: String,
@@ -363,6 +376,7 @@ impl Identity {
                 .collect(),
             bans,
             verifier,
+            flights: flight::Flights::default(),
             // Validation already built it once, so this cannot fail here.
             jwt: cfg
                 .config
@@ -410,25 +424,27 @@ impl Identity {
             Credentials::Password { user, .. } if self.accounts.contains_key(*user) => Some(*user),
             _ => None,
         };
-        let refused = |r| match r {
-            Refused::AddressBanned => AuthError::Banned,
-            Refused::AccountLocked => AuthError::AccountLocked,
-            Refused::TooManyInFlight => AuthError::TooManyAttempts,
-            Refused::StoreUnavailable => AuthError::StoreUnavailable,
-        };
         // A password that verified moments ago is no guess: nothing to reserve or count, only a
         // ban or lock stops it (one store call instead of two on every HTTP Basic request). If
         // it is refused for another reason, it goes the counted way below.
-        if self.password_cached(creds) {
-            self.bans.standing(ip, account).await.map_err(refused)?;
-            if let Ok(ok) = self
-                .check(creds, ip)
-                .await
-                .and_then(|(a, k)| admit(a, k, ip, protocol))
-            {
-                return Ok(ok);
-            }
+        if let Some(ok) = self.cached_login(creds, protocol, ip, account).await? {
+            return Ok(ok);
         }
+        // Not cached: the same credentials being checked right now (a connection pool opening
+        // at once) are waited for, then found cached; only one attempt is reserved and run.
+        let _turn = match creds {
+            Credentials::Password { user, password } => {
+                let turn = self
+                    .flights
+                    .turn(self.verified_key(user, password.expose()))
+                    .await;
+                if let Some(ok) = self.cached_login(creds, protocol, ip, account).await? {
+                    return Ok(ok);
+                }
+                Some(turn)
+            }
+            _ => None,
+        };
         let attempt = self.bans.reserve(ip, account).await.map_err(refused)?;
         let result = self
             .check(creds, ip)
@@ -456,6 +472,26 @@ impl Identity {
                 Err(Refusal { error, started })
             }
         }
+    }
+
+    /// The login of a password that verified recently (None: not cached, or refused for
+    /// another reason than a ban or lock).
+    async fn cached_login(
+        &self,
+        creds: &Credentials<'_>,
+        protocol: Protocol,
+        ip: IpAddr,
+        account: Option<&str>,
+    ) -> Result<Option<(Principal, Option<String>)>, Refusal> {
+        if !self.password_cached(creds) {
+            return Ok(None);
+        }
+        self.bans.standing(ip, account).await.map_err(refused)?;
+        Ok(self
+            .check(creds, ip)
+            .await
+            .and_then(|(a, k)| admit(a, k, ip, protocol))
+            .ok())
     }
 
     /// Whether `creds` are a password of an existing account that verified recently.

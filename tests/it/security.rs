@@ -160,6 +160,48 @@ fn parallel_wrong_passwords_get_only_the_allowance_and_one_ban_record() {
 }
 
 #[test]
+fn a_connection_pool_opening_at_once_with_the_right_password_is_served() {
+    // 48 connections from one address with the same (right) Basic credentials, on a gateway
+    // that has verified none yet: an application's pool opening. Each used to reserve its own
+    // login attempt and argon2 check, so beyond the 5 attempts allowed in flight some got 503.
+    // Identical credentials now wait for the first check and find it cached.
+    let gw = Gateway::start(&config(
+        "login_failures = { max = 5, window_secs = 300, ban_secs = 900 }",
+    ));
+    std::fs::create_dir_all(gw.path("data/acme")).unwrap();
+    let url = gw.url("/v1/files/");
+    let mut cmd = Command::new("curl");
+    // --parallel-immediate: one connection each at once (curl otherwise waits for the first
+    // to see whether it can multiplex the rest).
+    cmd.args(["-s", "-Z", "--parallel-immediate", "--parallel-max", "48"])
+        .args([
+            "--max-time",
+            "30",
+            "-u",
+            "acme:secret",
+            "-w",
+            "%{http_code}\\n",
+        ]);
+    for _ in 0..48 {
+        cmd.args(["-o", "/dev/null", &url]);
+    }
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(60));
+    let codes: Vec<u16> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    assert_eq!(codes, vec![200; 48], "{}", text(&out));
+    // Nothing was refused, so nothing counts against the address.
+    assert_eq!(http_status(&gw, "127.0.0.1", "acme", "secret"), 200);
+    assert!(
+        gw.audit()
+            .iter()
+            .all(|r| !(r["action"] == "login" && r["outcome"] == "denied")),
+        "a refused login was recorded"
+    );
+}
+
+#[test]
 fn a_success_does_not_clear_the_address_failures() {
     let gw = Gateway::start(&config(
         "login_failures = { max = 3, window_secs = 300, ban_secs = 900 }",
