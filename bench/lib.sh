@@ -17,6 +17,9 @@
 #   BENCH_SHM=/dev/shm     where the scratch directory is created (must be tmpfs for fair numbers)
 #   BENCH_KEEP=1           keep $BENCH_DIR (configs, logs) after the run
 #   BENCH_WARMUP=1         unmeasured warm-up runs per side before each compare_rate case (0: none)
+#   BENCH_PERF=DIR         profile gatehouse in one extra, uncounted run of every case:
+#                          `perf record --call-graph dwarf` into DIR/<case>.data, and a summary
+#                          (CPU by thread, by library, top symbols) into DIR/<case>.txt
 #   *_PORT                 listener ports, see the defaults below
 
 if [[ -z "${BASH_VERSION:-}" ]] || ((BASH_VERSINFO[0] < 5)); then
@@ -484,6 +487,38 @@ side_placeholder() {
     fi
 }
 
+# perf_side LABEL FN ARGS...: with BENCH_PERF set, one more gatehouse run of FN under
+# `perf record` (not counted in the figures: dwarf unwinding slows the profiled process), then
+# the summary of where its CPU went.
+perf_side() {
+    local label=$1 fn=$2 pid=${BENCH_CPU_PID[gh]:-} slug data perf_pid
+    shift 2
+    [[ -n "${BENCH_PERF:-}" && -n "$pid" && -z "$(side_placeholder gh)" ]] || return 0
+    command -v perf >/dev/null 2>&1 || { bench_warn "BENCH_PERF: no perf"; return 0; }
+    mkdir -p "$BENCH_PERF"
+    slug="$(printf '%s' "$label" | tr -c 'A-Za-z0-9' '_' | tr -s '_')"
+    data="$BENCH_PERF/$slug.data"
+    perf record -F 999 --call-graph dwarf,16384 -p "$pid" -o "$data" >/dev/null 2>&1 &
+    perf_pid=$!
+    sleep 0.5
+    run_side "$BENCH_DIR/perf.out" "$fn" gh "$@"
+    kill -INT "$perf_pid" 2>/dev/null || true
+    wait "$perf_pid" 2>/dev/null || true
+    {
+        echo "# $label: gatehouse under perf record (one uncounted run)"
+        echo "## by thread"
+        perf report -i "$data" --no-children --sort comm --stdio -q -g none 2>/dev/null |
+            head -n 15 || true
+        echo "## by library"
+        perf report -i "$data" --no-children --sort dso --stdio -q -g none 2>/dev/null |
+            head -n 15 || true
+        echo "## top symbols (self)"
+        perf report -i "$data" --no-children --sort dso,sym --stdio -q -g none 2>/dev/null |
+            head -n 40 || true
+    } >"$BENCH_PERF/$slug.txt"
+    bench_log "  profile: $BENCH_PERF/$slug.txt"
+}
+
 # bench_row LABEL UNIT GOAL INC GH INC_RUNS GH_RUNS: append one result row.
 bench_row() {
     BENCH_ROWS+=("$1"$'\t'"$2"$'\t'"$3"$'\t'"$4"$'\t'"$5"$'\t'"$6"$'\t'"$7")
@@ -528,6 +563,7 @@ compare_rate() {
             bench_log "  run $r $(side_name "$side"): ${secs:-?} s -> $value $unit, $cpu $cpu_unit"
         done
     done
+    perf_side "$label" "$fn" "$@"
     bench_row "$label" "$unit" ">1" \
         "$(side_median "inc" "${runs[inc]}")" "$(side_median "gh" "${runs[gh]}")" \
         "${runs[inc]}" "${runs[gh]}"
@@ -567,6 +603,7 @@ compare_wrk() {
             bench_log "  run $r $(side_name "$side"): $rps req/s, p99 $p99 ms, $cpu CPU us/req"
         done
     done
+    perf_side "$label" "$fn" "$@"
     bench_row "$label" "req/s" ">1" \
         "$(side_median inc "${rps_runs[inc]}")" "$(side_median gh "${rps_runs[gh]}")" \
         "${rps_runs[inc]}" "${rps_runs[gh]}"
