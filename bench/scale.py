@@ -160,6 +160,18 @@ permissions = [ {{ path = "/", allow = ["list", "read", "write", "overwrite", "d
     def hwm_kib(self):
         return status_kib(self.proc.pid, "VmHWM")
 
+    def sample_peaks(self, stop, peaks, every=0.1):
+        """Until `stop` is set: the highest RssAnon and RssFile seen (KiB) into `peaks`. VmHWM
+        is their sum at its peak; the split tells the process's own memory (anonymous) from
+        the executable's and libraries' pages it has touched (file-backed, shared)."""
+        while not stop.is_set():
+            try:
+                for k in ("RssAnon", "RssFile"):
+                    peaks[k] = max(peaks.get(k, 0), status_kib(self.proc.pid, k))
+            except OSError:  # the gateway is gone: the check reports that
+                return
+            stop.wait(every)
+
     def latency_ms(self, n=20):
         """Median and max of n fresh-connection GET /healthz round trips."""
         times = []
@@ -356,6 +368,10 @@ def check_s3_upload(scratch):
         gw = Gateway(scratch, s3=(endpoint, "scale"))
         try:
             base = gw.hwm_kib()
+            anon0 = status_kib(gw.proc.pid, "RssAnon")
+            peaks, stop = {}, threading.Event()
+            sampler = threading.Thread(target=gw.sample_peaks, args=(stop, peaks), daemon=True)
+            sampler.start()
             src = gen_stream(size)
             t0 = time.monotonic()
             out = subprocess.run(
@@ -364,6 +380,8 @@ def check_s3_upload(scratch):
                 stdin=src, capture_output=True, timeout=3600)
             secs = time.monotonic() - t0
             src.close()
+            stop.set()
+            sampler.join()
             peak = gw.hwm_kib()
             head = s3.head_object(Bucket="scale", Key="big.bin") if out.returncode == 0 else {}
             ok = out.returncode == 0 and head.get("ContentLength") == size
@@ -376,9 +394,11 @@ def check_s3_upload(scratch):
         mib = size / (1 << 20)
         print("s3-upload: %.1f GiB over SFTP (curl) into moto: %s, %.1f MiB/s; boto3 upload_fileobj "
               "(aws s3 cp's transfer manager) of the same stream: %.1f MiB/s, ratio %.2f; gateway peak "
-              "RSS %.1f MiB (before %.1f MiB; target <= 64)"
+              "RSS %.1f MiB (before %.1f MiB; target <= 64): anonymous %.1f MiB at rest, %.1f MiB "
+              "at most during the upload, executable and libraries %.1f MiB"
               % (gib, "ok" if ok else "FAILED " + out.stderr.decode()[-200:], mib / secs, mib / direct,
-                 (mib / secs) / (mib / direct), peak / 1024, base / 1024), flush=True)
+                 (mib / secs) / (mib / direct), peak / 1024, base / 1024, anon0 / 1024,
+                 peaks.get("RssAnon", 0) / 1024, peaks.get("RssFile", 0) / 1024), flush=True)
         if not ok or peak > 64 * 1024:
             FAILED.append("s3-upload")
     finally:
