@@ -303,6 +303,10 @@ impl Backend for LocalBackend {
         let tmp = self
             .staging
             .join(format!("{}.part", uuid::Uuid::new_v4().simple()));
+        let StageMode::KeepPrefix(n) = mode else {
+            // The temp file is made when the upload needs it (at its commit, for small ones).
+            return Ok(Box::new(LocalStaged::deferred(tmp, target, WRITE_BUF)));
+        };
         let (tmp2, target2) = (tmp.clone(), target.clone());
         let file = Self::blocking(move || {
             let mut f = std::fs::OpenOptions::new()
@@ -311,28 +315,26 @@ impl Backend for LocalBackend {
                 .read(true)
                 .open(&tmp2)
                 .map_err(|e| io_err(e, "create staging file"))?;
-            if let StageMode::KeepPrefix(n) = mode {
-                let src =
-                    std::fs::File::open(&target2).map_err(|e| io_err(e, "open for resume"))?;
-                let copied = std::io::copy(&mut src.take(n), &mut f)
-                    .map_err(|e| io_err(e, "copy for resume"))?;
-                if copied != n {
-                    let _ = std::fs::remove_file(&tmp2);
-                    return Err(StorageError::new(
-                        StorageErrorKind::Permanent,
-                        "file shrank during resume",
-                    ));
-                }
-                f.seek(std::io::SeekFrom::End(0))
-                    .map_err(|e| io_err(e, "seek"))?;
+            let src = std::fs::File::open(&target2).map_err(|e| io_err(e, "open for resume"))?;
+            let copied = std::io::copy(&mut src.take(n), &mut f)
+                .map_err(|e| io_err(e, "copy for resume"))?;
+            if copied != n {
+                let _ = std::fs::remove_file(&tmp2);
+                return Err(StorageError::new(
+                    StorageErrorKind::Permanent,
+                    "file shrank during resume",
+                ));
             }
+            f.seek(std::io::SeekFrom::End(0))
+                .map_err(|e| io_err(e, "seek"))?;
             Ok(f)
         })
         .await?;
-        Ok(Box::new(LocalStaged::new(
+        Ok(Box::new(LocalStaged::in_file(
             tokio::io::BufWriter::with_capacity(WRITE_BUF, tokio::fs::File::from_std(file)),
             tmp,
             target,
+            WRITE_BUF,
         )))
     }
 

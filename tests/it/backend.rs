@@ -14,7 +14,7 @@ use sha2::Digest;
 
 use crate::harness::{make_bucket, moto, unique};
 
-fn rt() -> tokio::runtime::Runtime {
+pub(crate) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -22,11 +22,15 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn k(s: &str) -> Key {
+pub(crate) fn k(s: &str) -> Key {
     Key::new("", s)
 }
 
-async fn read_all(b: &dyn Backend, key: &str, range: Option<std::ops::Range<u64>>) -> Vec<u8> {
+pub(crate) async fn read_all(
+    b: &dyn Backend,
+    key: &str,
+    range: Option<std::ops::Range<u64>>,
+) -> Vec<u8> {
     let mut s = b.read(&k(key), range).await.unwrap();
     let mut out = Vec::new();
     while let Some(c) = s.next().await {

@@ -7,6 +7,7 @@
 mod audit;
 mod audit_ship;
 mod backend;
+mod backend_local;
 mod cli;
 mod cloud;
 mod cluster;

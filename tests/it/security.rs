@@ -105,6 +105,31 @@ fn detail(r: &serde_json::Value) -> String {
     r["detail"].as_str().unwrap_or("").to_string()
 }
 
+/// `n` GETs of `url` at once with Basic `creds`, one connection each (curl's parallel mode):
+/// their status codes and curl's output.
+fn parallel_gets(url: &str, n: usize, creds: &str, extra: &[&str]) -> (Vec<u16>, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-s",
+        "-Z",
+        "--parallel-max",
+        &n.to_string(),
+        "--max-time",
+        "30",
+    ])
+    .args(extra)
+    .args(["-u", creds, "-w", "%{http_code}\\n"]);
+    for _ in 0..n {
+        cmd.args(["-o", "/dev/null", url]);
+    }
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(60));
+    let codes = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    (codes, text(&out))
+}
+
 #[test]
 fn parallel_wrong_passwords_get_only_the_allowance_and_one_ban_record() {
     let mut gw = Gateway::start(&config(
@@ -112,19 +137,8 @@ fn parallel_wrong_passwords_get_only_the_allowance_and_one_ban_record() {
     ));
     let before = gw.peak_rss_kib();
     // 40 guesses at once from one address (curl's parallel mode, one connection each).
-    let url = gw.url("/v1/files/");
-    let mut cmd = Command::new("curl");
-    cmd.args(["-s", "-Z", "--parallel-max", "40", "--max-time", "30"])
-        .args(["-u", "acme:wrong", "-w", "%{http_code}\\n"]);
-    for _ in 0..40 {
-        cmd.args(["-o", "/dev/null", &url]);
-    }
-    let out = run_with_timeout(&mut cmd, Duration::from_secs(60));
-    let codes: Vec<u16> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect();
-    assert_eq!(codes.len(), 40, "{}", text(&out));
+    let (codes, out) = parallel_gets(&gw.url("/v1/files/"), 40, "acme:wrong", &[]);
+    assert_eq!(codes.len(), 40, "{out}");
     assert!(
         codes.iter().all(|c| [401, 429, 503].contains(c)),
         "{codes:?}"
@@ -169,28 +183,15 @@ fn a_connection_pool_opening_at_once_with_the_right_password_is_served() {
         "login_failures = { max = 5, window_secs = 300, ban_secs = 900 }",
     ));
     std::fs::create_dir_all(gw.path("data/acme")).unwrap();
-    let url = gw.url("/v1/files/");
-    let mut cmd = Command::new("curl");
     // --parallel-immediate: one connection each at once (curl otherwise waits for the first
     // to see whether it can multiplex the rest).
-    cmd.args(["-s", "-Z", "--parallel-immediate", "--parallel-max", "48"])
-        .args([
-            "--max-time",
-            "30",
-            "-u",
-            "acme:secret",
-            "-w",
-            "%{http_code}\\n",
-        ]);
-    for _ in 0..48 {
-        cmd.args(["-o", "/dev/null", &url]);
-    }
-    let out = run_with_timeout(&mut cmd, Duration::from_secs(60));
-    let codes: Vec<u16> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect();
-    assert_eq!(codes, vec![200; 48], "{}", text(&out));
+    let (codes, out) = parallel_gets(
+        &gw.url("/v1/files/"),
+        48,
+        "acme:secret",
+        &["--parallel-immediate"],
+    );
+    assert_eq!(codes, vec![200; 48], "{out}");
     // Nothing was refused, so nothing counts against the address.
     assert_eq!(http_status(&gw, "127.0.0.1", "acme", "secret"), 200);
     assert!(
