@@ -303,6 +303,10 @@ impl Backend for LocalBackend {
         let tmp = self
             .staging
             .join(format!("{}.part", uuid::Uuid::new_v4().simple()));
+        // What creating the temp file here would have caught (a read-only or unwritable
+        // staging directory) is still refused now, before a client sends anything.
+        rustix::fs::access(&self.staging, rustix::fs::Access::WRITE_OK)
+            .map_err(|e| io_err(e.into(), "staging directory"))?;
         let StageMode::KeepPrefix(n) = mode else {
             // The temp file is made when the upload needs it (at its commit, for small ones).
             return Ok(Box::new(LocalStaged::deferred(tmp, target, WRITE_BUF)));
@@ -315,18 +319,24 @@ impl Backend for LocalBackend {
                 .read(true)
                 .open(&tmp2)
                 .map_err(|e| io_err(e, "create staging file"))?;
-            let src = std::fs::File::open(&target2).map_err(|e| io_err(e, "open for resume"))?;
-            let copied = std::io::copy(&mut src.take(n), &mut f)
-                .map_err(|e| io_err(e, "copy for resume"))?;
-            if copied != n {
+            let kept = (|| {
+                let src =
+                    std::fs::File::open(&target2).map_err(|e| io_err(e, "open for resume"))?;
+                let copied = std::io::copy(&mut src.take(n), &mut f)
+                    .map_err(|e| io_err(e, "copy for resume"))?;
+                if copied != n {
+                    return Err(StorageError::new(
+                        StorageErrorKind::Permanent,
+                        "file shrank during resume",
+                    ));
+                }
+                f.seek(std::io::SeekFrom::End(0))
+                    .map_err(|e| io_err(e, "seek"))
+            })();
+            if let Err(e) = kept {
                 let _ = std::fs::remove_file(&tmp2);
-                return Err(StorageError::new(
-                    StorageErrorKind::Permanent,
-                    "file shrank during resume",
-                ));
+                return Err(e);
             }
-            f.seek(std::io::SeekFrom::End(0))
-                .map_err(|e| io_err(e, "seek"))?;
             Ok(f)
         })
         .await?;

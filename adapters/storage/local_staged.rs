@@ -11,6 +11,8 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -42,6 +44,11 @@ pub(super) struct LocalStaged {
     target: PathBuf,
     /// The temp file's write buffer size, once it exists.
     write_buf: usize,
+    /// Set when this staged write is dropped: a creation still running on the blocking pool
+    /// (its caller was cancelled) then removes the file it made.
+    gone: Arc<AtomicBool>,
+    /// A creation was started and may have made the temp file.
+    creating: bool,
 }
 
 /// Creates the temp file (it must not exist) with `data` as its first bytes.
@@ -73,6 +80,8 @@ impl LocalStaged {
             tmp,
             target,
             write_buf,
+            gone: Arc::default(),
+            creating: false,
         }
     }
 
@@ -84,14 +93,35 @@ impl LocalStaged {
             tmp,
             target,
             write_buf,
+            gone: Arc::default(),
+            creating: false,
         }
     }
 
     /// The temp file's writer, creating the file (with what memory held) if it does not exist.
     async fn writer(&mut self) -> Result<&mut tokio::io::BufWriter<tokio::fs::File>, StorageError> {
-        if let Content::Memory(held) = &mut self.content {
-            let (tmp, held) = (self.tmp.clone(), std::mem::take(held));
-            let f = LocalBackend::blocking(move || create_with(&tmp, &held)).await?;
+        if let Content::Memory(held) = &self.content {
+            // The held bytes stay until the file has them (a failed creation keeps them).
+            let (tmp, held, gone) = (
+                self.tmp.clone(),
+                Bytes::copy_from_slice(held),
+                self.gone.clone(),
+            );
+            self.creating = true;
+            let f = LocalBackend::blocking(move || {
+                let f = create_with(&tmp, &held)?;
+                if gone.load(Ordering::SeqCst) {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(StorageError::new(
+                        StorageErrorKind::Permanent,
+                        "upload abandoned",
+                    ));
+                }
+                Ok(f)
+            })
+            .await;
+            self.creating = false;
+            let f = f?;
             self.content = Content::File(tokio::io::BufWriter::with_capacity(
                 self.write_buf,
                 tokio::fs::File::from_std(f),
@@ -196,18 +226,20 @@ impl StagedWrite for LocalStaged {
             }
         };
         let (tmp, target) = (self.tmp.clone(), self.target.clone());
-        let r = LocalBackend::blocking(move || {
+        // Cleanup on failure happens in the blocking task too, so that it is done even if
+        // this commit's caller is cancelled while it runs.
+        LocalBackend::blocking(move || {
             let mut f = match file {
                 Some(f) => f,
                 None => create_with(&tmp, &[])?,
             };
-            commit_file(&mut f, &last, &tmp, &target, &sha256, mode)
+            let r = commit_file(&mut f, &last, &tmp, &target, &sha256, mode);
+            if r.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            r
         })
-        .await;
-        if r.is_err() {
-            let _ = tokio::fs::remove_file(&self.tmp).await;
-        }
-        r
+        .await
     }
 
     async fn abort(mut self: Box<Self>) {
@@ -273,8 +305,9 @@ impl StagedWrite for LocalStaged {
 
 impl Drop for LocalStaged {
     fn drop(&mut self) {
-        // Neither committed nor aborted (e.g. a task cancelled mid-commit): leave no temp file.
-        if let Content::File(_) = self.content {
+        // Neither committed nor aborted (e.g. a task cancelled mid-write): leave no temp file.
+        self.gone.store(true, Ordering::SeqCst);
+        if self.creating || matches!(self.content, Content::File(_)) {
             let _ = std::fs::remove_file(&self.tmp);
         }
     }
