@@ -89,6 +89,9 @@ pub struct Upload {
     check: Option<Check>,
     /// Refused by validation (recorded once, when it happened); later calls get it again.
     refused: Option<Refusal>,
+    /// The storage failed a write, and the staged content was thrown away then; the upload
+    /// is still to be recorded (by `abort`, or as interrupted when dropped).
+    discarded: bool,
     /// Progress shown in the live sessions.
     live: Option<crate::live::Transfer>,
 }
@@ -134,6 +137,7 @@ impl Upload {
             notes: Vec::new(),
             check: cx.check,
             refused: None,
+            discarded: false,
         };
         match mode {
             WriteMode::Replace | WriteMode::CreateNew => up.open_at(0).await?,
@@ -244,17 +248,26 @@ impl Upload {
         if let Some(r) = self.check.as_ref().and_then(|c| c.refuse_end(offset + n)) {
             return Err(self.refuse(r).await);
         }
-        if sequential {
+        let written = if sequential {
             self.hasher.update(&data);
             if let Some(c) = &mut self.check
                 && let Err(r) = c.feed(&data)
             {
                 return Err(self.refuse(r).await);
             }
-            staged.write(data).await?;
+            staged.write(data).await
         } else {
             self.random = true;
-            staged.write_at(offset, data).await?;
+            staged.write_at(offset, data).await
+        };
+        if let Err(e) = written {
+            // Nothing more can be stored, so the staged content goes now: a full disk gets its
+            // space back at once, not when the client closes (or drops) its connection.
+            if let Stage::Open(s) = std::mem::replace(&mut self.stage, Stage::Done) {
+                s.abort().await;
+            }
+            self.discarded = true;
+            return Err(e.into());
         }
         self.next_offset = self.next_offset.max(offset + n);
         self.received += n;
@@ -432,6 +445,7 @@ impl Upload {
             s.abort().await;
         }
         let ev = self.event(Outcome::Error).detail(reason.to_string());
+        self.discarded = false;
         self.audit.record(ev).await?;
         Ok(())
     }
@@ -454,8 +468,9 @@ impl Upload {
 impl Drop for Upload {
     fn drop(&mut self) {
         let stage = std::mem::replace(&mut self.stage, Stage::Done);
-        // Pending: opened without truncation and never written, so nothing changed.
-        if matches!(stage, Stage::Done | Stage::Pending) {
+        // Pending: opened without truncation and never written, so nothing changed. Done:
+        // recorded already, unless a failed write discarded it.
+        if matches!(stage, Stage::Pending) || (matches!(stage, Stage::Done) && !self.discarded) {
             return;
         }
         let ev = self.event(Outcome::Error).detail("interrupted");
